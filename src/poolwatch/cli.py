@@ -1,0 +1,209 @@
+"""The ``poolwatch`` command. Thin: parses options, shows progress, writes records.
+
+Exit status (documented in docs/cli.md):
+  0  every input read to its end (warnings, such as a truncated last record, may be printed)
+  1  some input could not be read, or not to its end; everything read before the damage
+     was still processed and written
+  2  the command line is wrong (unknown option, engine or format; no such path)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__
+from .errors import ConfigError, PoolwatchError
+from .flows import FlowSettings, flow_frame
+from .output import RecordWriter
+from .readers.source import expand_paths
+from .scan import ScanSummary, scan_flows
+
+app = typer.Typer(
+    help="Find cryptocurrency mining in network traffic and say who is behind it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+log = logging.getLogger("poolwatch")
+
+
+class Engine(str, Enum):
+    fast = "fast"
+    dpkt = "dpkt"
+    scapy = "scapy"
+    pyshark = "pyshark"
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"poolwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More log output (-v info, -vv debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False, show_time=False)])
+
+
+def _progress(enabled: bool, total_files: int):
+    """A rich progress bar on stderr with files, packets and packet rate."""
+    if not enabled:
+        return None, None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("files · {task.fields[packets]:,} packets · {task.fields[rate]:,.0f} pkt/s"),
+        TimeElapsedColumn(), console=err, transient=True,
+    )
+    task = progress.add_task("scanning", total=total_files, packets=0, rate=0.0)
+
+    def hook(summary: ScanSummary, file_report) -> None:
+        import time
+
+        elapsed = max(time.perf_counter() - summary.started, 1e-9)
+        done = sum(1 for _ in summary.files) - (1 if file_report is not None else 0)
+        progress.update(task, completed=done, packets=summary.packets,
+                        rate=summary.packets / elapsed)
+
+    return progress, hook
+
+
+def _summary_lines(summary: ScanSummary) -> list[str]:
+    rate = summary.packets / summary.elapsed_s if summary.elapsed_s else 0.0
+    lines = [
+        f"{len(summary.files)} file(s), {summary.packets:,} packets, "
+        f"{summary.bytes / 1e6:,.1f} MB, {summary.flows:,} flows in {summary.elapsed_s:.2f} s "
+        f"({rate:,.0f} pkt/s, engine {summary.engine})"
+    ]
+    if summary.not_ip:
+        lines.append(f"non-IP frames: {summary.not_ip:,}")
+    weirds = summary.weirds
+    if weirds.total():
+        lines.append("weird: " + ", ".join(f"{k} {v:,}" for k, v in sorted(weirds.counts.items())))
+    if summary.evicted_flows:
+        lines.append(f"flow table full: {summary.evicted_flows:,} flows closed early (raise --max-flows)")
+    failed = summary.failed_files
+    if failed:
+        lines.append(f"[red]{len(failed)} file(s) could not be read to the end[/red] (errors above); "
+                     "what was read before the damage is in the output")
+    return lines
+
+
+def _table_view(frame):
+    """The columns that fit a terminal."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "proto": frame["proto"],
+        "src": frame["src_ip"] + ":" + frame["src_port"].astype(str),
+        "dest": frame["dest_ip"] + ":" + frame["dest_port"].astype(str),
+        "vlan": frame["vlan"],
+        "first_seen": frame["first_seen"],
+        "secs": frame["duration_s"],
+        "pkts →/←": frame["pkts_toserver"].astype(str) + "/" + frame["pkts_toclient"].astype(str),
+        "bytes →/←": frame["bytes_toserver"].astype(str) + "/" + frame["bytes_toclient"].astype(str),
+        "flags →/←": frame["tcp_flags_toserver"] + "/" + frame["tcp_flags_toclient"],
+        "bytes": frame["bytes_toserver"] + frame["bytes_toclient"],
+    })
+
+
+@app.command()
+def flows(
+    paths: Annotated[list[Path], typer.Argument(
+        help="pcap/pcapng files (gzip, xz or zstd compressed too) or directories, read recursively.",
+        show_default=False)],
+    fmt: Annotated[Format, typer.Option("--format", "-f",
+                                        help="table for people; csv, jsonl or parquet for tools.")] = Format.table,
+    out: Annotated[Path | None, typer.Option("--out", "-o",
+                                             help="Write records here instead of standard output.")] = None,
+    engine: Annotated[Engine, typer.Option(
+        help="fast (default) is poolwatch's numba engine; dpkt, scapy and pyshark (tshark) are "
+             "slow reference engines for cross-checking.")] = Engine.fast,
+    idle_timeout: Annotated[float, typer.Option(help="Close a flow after this many seconds without a packet.",
+                                                min=0.001)] = 120.0,
+    active_timeout: Annotated[float, typer.Option(help="Split a flow into a new record after this many seconds.",
+                                                  min=0.001)] = 1800.0,
+    max_flows: Annotated[int, typer.Option(help="Most flows held open at once; beyond it the least recently "
+                                                "seen are closed early (bounds memory).", min=16)] = 1 << 20,
+    community_id_seed: Annotated[int, typer.Option(help="Community ID seed (0 unless your Zeek/Suricata use another).",
+                                                   min=0, max=65535)] = 0,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                                  help="Progress bar on stderr (default: when stderr is a terminal).",
+                                                  show_default=False)] = None,
+) -> None:
+    """Write one record per bidirectional flow: 5-tuple, VLAN, times, packets and bytes each
+    way, TCP flags seen, and the Community ID that Zeek and Suricata emit."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        err.print(f"[red]error[/red]: no such file or directory: {', '.join(missing)}")
+        raise typer.Exit(2)
+    files = list(expand_paths(paths))
+    if not files:
+        err.print(f"[red]error[/red]: no pcap or pcapng files under {', '.join(map(str, paths))}")
+        raise typer.Exit(1)
+    try:
+        settings = FlowSettings(idle_timeout_s=idle_timeout, active_timeout_s=active_timeout,
+                                max_flows=max_flows)
+        writer = RecordWriter(fmt.value, out, event_type="flow")
+    except ValueError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
+    show = sys.stderr.isatty() if progress is None else progress
+    bar, hook = _progress(show, len(files))
+    summary = ScanSummary(engine=engine.value)
+    try:
+        if bar:
+            bar.start()
+        for closed in scan_flows(files, engine=engine.value, settings=settings, summary=summary,
+                                 on_progress=hook):
+            if len(closed):
+                frame = flow_frame(np.sort(closed, order=["first_ts_ns"]), seed=community_id_seed)
+                writer.write(_table_view(frame) if fmt is Format.table else frame)
+    except ConfigError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
+    except PoolwatchError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        if bar:
+            bar.stop()
+    writer.close(console=Console(), sort_by="bytes")
+    if logging.getLogger().level <= logging.WARNING:
+        for line in _summary_lines(summary):
+            err.print(line, highlight=False)
+    if summary.failed_files:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

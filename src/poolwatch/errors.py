@@ -1,0 +1,26 @@
+"""The exceptions poolwatch raises. Each names what was wrong and where, for one-line messages."""
+
+from __future__ import annotations
+
+
+class PoolwatchError(Exception):
+    """Base of every error poolwatch raises on purpose."""
+
+
+class ReaderError(PoolwatchError):
+    """A capture file could not be read (further). Names the file and the byte offset."""
+
+    def __init__(self, path: str, offset: int | None, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        where = f"{path}" if offset is None else f"{path} at offset {offset}"
+        super().__init__(f"{where}: {reason}")
+
+
+class DecodeError(PoolwatchError):
+    """A packet or message could not be decoded."""
+
+
+class ConfigError(PoolwatchError):
+    """An option or setting has a value poolwatch cannot use."""

@@ -1,0 +1,171 @@
+"""The fast reader: pcap and pcapng files → PacketBatch, in fixed-size chunks.
+
+The file is read in chunks of ``chunk_bytes`` into fresh numpy buffers; a numba walker
+(``kernels.capture_records``) finds the records in each chunk and the tail of a record cut
+by the chunk edge is carried into the next one. Memory therefore depends on the chunk size,
+never on the file size, and no Python runs per packet.
+
+Damage is reported, never raised past the caller: the first bad record stops the file with
+``report.error`` naming the byte offset, and every packet before it has been yielded already.
+"""
+
+from __future__ import annotations
+
+import logging
+import lzma
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ReaderError
+from ..kernels import capture_records as walk
+from ..records import PACKET, SUPPORTED_LINKTYPES, FileReport, PacketBatch
+from .source import PCAP_MAGICS, PCAPNG_MAGIC, open_stream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_BYTES = 8 << 20
+DEFAULT_BATCH_PACKETS = 1 << 16
+# Wireshark's largest "standard" packet; pcap snaplen may raise it.
+MAX_STANDARD_CAPLEN = 262_144
+
+_DECOMPRESS_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
+
+
+def _fill(stream, view: memoryview) -> int:
+    """Read until ``view`` is full or the stream ends (decompressors return short reads)."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+class _Walker:
+    """Holds what a format needs between chunks and calls its kernel."""
+
+    def __init__(self, head: bytes, path: str, report: FileReport) -> None:
+        self.state = np.zeros(walk.ST_LEN, np.int64)
+        self.ifaces = np.zeros((walk.MAX_INTERFACES, walk.IF_LEN), np.int64)
+        if head[:4] == PCAPNG_MAGIC:
+            report.format = "pcapng"
+            self.header_len = 0
+            self.pcapng = True
+            return
+        if head[:4] not in PCAP_MAGICS:
+            raise ReaderError(path, 0, f"not a pcap or pcapng file (starts with {head[:4].hex()})")
+        if len(head) < 24:
+            raise ReaderError(path, 0, "file ends inside the 24-byte pcap header")
+        report.format = "pcap"
+        self.pcapng = False
+        self.header_len = 24
+        endian, self.frac_ns = PCAP_MAGICS[head[:4]]
+        self.big = endian == ">"
+        _, _, _, _, snaplen, linktype = struct.unpack(endian + "HHiIII", head[4:24])
+        # Some writers put flags in the top bits of the link type (FCS length): keep the type.
+        self.linktype = linktype & 0x0FFFFFFF
+        self.max_caplen = max(snaplen, MAX_STANDARD_CAPLEN)
+        if self.linktype not in SUPPORTED_LINKTYPES:
+            report.warnings.append(
+                f"{path}: link type {self.linktype} is not decoded; packets are counted only"
+            )
+
+    def __call__(self, buf, n_valid, pos, out, n_out):
+        if self.pcapng:
+            return walk.walk_pcapng(buf, n_valid, pos, self.state, self.ifaces, out, n_out)
+        return walk.walk_pcap(
+            buf, n_valid, pos, self.big, self.frac_ns, self.max_caplen, self.linktype, out, n_out
+        )
+
+    def unknown_linktypes(self) -> set[int]:
+        if not self.pcapng:
+            return set()
+        n = int(self.state[walk.ST_N_IFACES])
+        return {int(x) for x in self.ifaces[:n, walk.IF_LINKTYPE]} - set(SUPPORTED_LINKTYPES)
+
+
+_BAD = {
+    walk.WALK_BAD_LENGTH: "record length {} is impossible (damaged file); reading stopped",
+    walk.WALK_BAD_BLOCK: "pcapng block header is broken (length {}); reading stopped",
+    walk.WALK_TOO_MANY_INTERFACES: "more than 256 pcapng interfaces ({}); reading stopped",
+}
+
+
+def read_capture(
+    path: str | Path,
+    report: FileReport,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    batch_packets: int = DEFAULT_BATCH_PACKETS,
+) -> Iterator[PacketBatch]:
+    """Yield the packet records of one capture, with record columns filled (not decoded)."""
+    p = str(path)
+    stream, report.compression = open_stream(p)
+    with stream:
+        try:
+            head = stream.read(24)
+        except _DECOMPRESS_ERRORS as exc:
+            raise ReaderError(p, 0, f"cannot decompress ({report.compression}): {exc}") from None
+        if not head:
+            raise ReaderError(p, 0, "file is empty")
+        walker = _Walker(head, p, report)
+        tail = np.frombuffer(head[walker.header_len :], np.uint8)
+        base = walker.header_len  # file offset of buf[0]
+        frame = 0
+        seen_unknown: set[int] = set()
+        while True:
+            size = max(chunk_bytes, 2 * len(tail))
+            buf = np.empty(size, np.uint8)
+            buf[: len(tail)] = tail
+            try:
+                got = _fill(stream, memoryview(buf)[len(tail) :])
+            except _DECOMPRESS_ERRORS as exc:
+                report.error = str(ReaderError(p, base + len(tail), f"cannot decompress: {exc}"))
+                got = 0
+            n_valid = len(tail) + got
+            eof = got == 0
+            pos = 0
+            while True:
+                out = np.zeros(batch_packets, PACKET)
+                n, pos, status = walker(buf, n_valid, pos, out, 0)
+                if n:
+                    out = out[:n]
+                    out["frame"] = np.arange(frame + 1, frame + n + 1, dtype=np.uint64)
+                    frame += n
+                    report.packets += n
+                    yield PacketBatch(p, buf, out)
+                if status != walk.WALK_OK:
+                    length = _record_len(walker, buf, pos)
+                    report.error = str(ReaderError(p, base + pos, _BAD[status].format(length)))
+                    report.bytes_read = base + pos
+                    return
+                if n < batch_packets:
+                    break
+            unknown = walker.unknown_linktypes() - seen_unknown
+            for lt in sorted(unknown):
+                report.warnings.append(
+                    f"{p}: interface link type {lt} is not decoded; packets are counted only"
+                )
+            seen_unknown |= unknown
+            tail = buf[pos:n_valid].copy()
+            if eof:
+                report.bytes_read = base + pos
+                if len(tail) and report.error is None:
+                    reason = f"last record is truncated ({len(tail)} bytes of it); ignored"
+                    report.warnings.append(str(ReaderError(p, base + pos, reason)))
+                return
+            base += pos
+
+
+def _record_len(walker: _Walker, buf: np.ndarray, pos: int) -> int:
+    """The length field of the record at ``pos``, for the error message."""
+    if walker.pcapng:
+        fmt = ">I" if walker.state[walk.ST_BIG_ENDIAN] else "<I"
+        return struct.unpack_from(fmt, buf, pos + 4)[0] if pos + 8 <= len(buf) else -1
+    fmt = ">I" if walker.big else "<I"
+    return struct.unpack_from(fmt, buf, pos + 8)[0] if pos + 12 <= len(buf) else -1
