@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 log = logging.getLogger("poolwatch")
+OUTPUT_SLICE = 32_768
 
 
 class Engine(str, Enum):
@@ -83,8 +85,6 @@ def _progress(enabled: bool, total_files: int):
     task = progress.add_task("scanning", total=total_files, packets=0, rate=0.0)
 
     def hook(summary: ScanSummary, file_report) -> None:
-        import time
-
         elapsed = max(time.perf_counter() - summary.started, 1e-9)
         done = sum(1 for _ in summary.files) - (1 if file_report is not None else 0)
         progress.update(task, completed=done, packets=summary.packets,
@@ -181,8 +181,11 @@ def flows(
             bar.start()
         for closed in scan_flows(files, engine=engine.value, settings=settings, summary=summary,
                                  on_progress=hook):
-            if len(closed):
-                frame = flow_frame(np.sort(closed, order=["first_ts_ns"]), seed=community_id_seed)
+            closed = closed[np.argsort(closed["first_ts_ns"], kind="stable")]
+            # In slices: the flows still open at the end come out at once, and their text
+            # form costs several times the records' own memory.
+            for start in range(0, len(closed), OUTPUT_SLICE):
+                frame = flow_frame(closed[start : start + OUTPUT_SLICE], seed=community_id_seed)
                 writer.write(_table_view(frame) if fmt is Format.table else frame)
     except ConfigError as exc:
         err.print(f"[red]error[/red]: {exc}")
@@ -193,7 +196,8 @@ def flows(
     finally:
         if bar:
             bar.stop()
-    writer.close(console=Console(), sort_by="bytes")
+    writer.close(console=Console(width=None if sys.stdout.isatty() else 160), sort_by="bytes")
+    summary.elapsed_s = time.perf_counter() - summary.started  # output included
     if logging.getLogger().level <= logging.WARNING:
         for line in _summary_lines(summary):
             err.print(line, highlight=False)

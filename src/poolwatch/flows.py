@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kernels import flowtable as kt
+from .kernels.text import ipv4_text
 from .records import FLOW, PacketBatch, halves_to_addr
 
 if TYPE_CHECKING:
@@ -200,25 +201,25 @@ END_REASONS = ("eof", "idle", "active", "evicted")
 _TCP_FLAG_LETTERS = "FSRPAUEC"
 
 
-def _addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Address text for (hi, lo) columns, vectorised for the common IPv4 case."""
-    out = np.empty(len(hi), object)
+def addresses_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Address text for (hi, lo) columns; IPv4 in a kernel, IPv6 through ``ipaddress``."""
     v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
-    if v4.any():
-        octets = [((lo[v4] >> np.uint64(s)) & np.uint64(255)).astype(str) for s in (24, 16, 8, 0)]
-        out[v4] = np.char.add(np.char.add(np.char.add(np.char.add(octets[0], "."), octets[1]),
-                                          np.char.add(".", octets[2])), np.char.add(".", octets[3]))
+    if v4.all():
+        return ipv4_text(lo)
+    out = ipv4_text(lo).astype(object)
     for i in np.flatnonzero(~v4):
         out[i] = halves_to_addr(hi[i], lo[i])
     return out
 
 
-def tcp_flags_text(flags: np.ndarray) -> np.ndarray:
-    """OR-ed TCP flags as letters in tcpdump's order (``S``, ``SA``, ``FSPA``...)."""
-    out = np.full(len(flags), "", object)
-    for bit, letter in enumerate(_TCP_FLAG_LETTERS):
-        out = np.where(flags & (1 << bit), out + letter, out)
-    return out
+def _flag_letters() -> np.ndarray:
+    table = np.empty(256, object)
+    for value in range(256):
+        table[value] = "".join(c for bit, c in enumerate(_TCP_FLAG_LETTERS) if value & (1 << bit))
+    return table
+
+
+TCP_FLAGS_TEXT = _flag_letters()  # OR-ed flags → letters in tcpdump's order ("S", "SA", "FSPA")
 
 
 def flow_frame(flows: np.ndarray, seed: int = 0) -> pd.DataFrame:
@@ -235,9 +236,9 @@ def flow_frame(flows: np.ndarray, seed: int = 0) -> pd.DataFrame:
         "community_id": community_ids(f["src_hi"], f["src_lo"], f["dst_hi"], f["dst_lo"],
                                       f["src_port"], f["dest_port"], f["proto"], seed),
         "proto": f["proto"].astype(np.int64),
-        "src_ip": _addresses(f["src_hi"], f["src_lo"]),
+        "src_ip": addresses_text(f["src_hi"], f["src_lo"]),
         "src_port": f["src_port"].astype(np.int64),
-        "dest_ip": _addresses(f["dst_hi"], f["dst_lo"]),
+        "dest_ip": addresses_text(f["dst_hi"], f["dst_lo"]),
         "dest_port": f["dest_port"].astype(np.int64),
         "vlan": f["vlan"].astype(np.int64),
         "inner_vlan": f["inner_vlan"].astype(np.int64),
@@ -248,8 +249,8 @@ def flow_frame(flows: np.ndarray, seed: int = 0) -> pd.DataFrame:
         "pkts_toclient": f["pkts_toclient"].astype(np.int64),
         "bytes_toserver": f["bytes_toserver"].astype(np.int64),
         "bytes_toclient": f["bytes_toclient"].astype(np.int64),
-        "tcp_flags_toserver": np.where(tcp, tcp_flags_text(f["tcp_flags_toserver"]), ""),
-        "tcp_flags_toclient": np.where(tcp, tcp_flags_text(f["tcp_flags_toclient"]), ""),
+        "tcp_flags_toserver": np.where(tcp, TCP_FLAGS_TEXT[f["tcp_flags_toserver"]], ""),
+        "tcp_flags_toclient": np.where(tcp, TCP_FLAGS_TEXT[f["tcp_flags_toclient"]], ""),
         "end_reason": np.array(END_REASONS, object)[f["end_reason"]],
     }, columns=list(FLOW_COLUMNS))
     return frame

@@ -7,7 +7,6 @@ because a person reads it at the end.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import IO
@@ -19,14 +18,16 @@ FORMATS = ("table", "csv", "jsonl", "parquet")
 TABLE_MAX_ROWS = 200
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+def _text_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with timestamp columns as ISO 8601 UTC text with nanoseconds (CSV, JSON)."""
+    from .kernels.text import iso8601_text
+
+    frame = frame.copy()
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+            ns = frame[col].to_numpy(dtype="datetime64[ns]").view(np.int64)
+            frame[col] = iso8601_text(ns)
+    return frame
 
 
 class RecordWriter:
@@ -39,29 +40,36 @@ class RecordWriter:
             raise ValueError("parquet output needs --out FILE")
         self.fmt, self.out, self.event_type = fmt, out, event_type
         self.rows = 0
-        self._stream: IO[str] | None = None
+        self._stream: IO[bytes] | None = None
         self._parquet = None
         self._table: list[pd.DataFrame] = []
 
-    def _text(self) -> IO[str]:
+    def _binary(self) -> IO[bytes]:
         if self._stream is None:
-            self._stream = open(self.out, "w", newline="") if self.out else sys.stdout  # noqa: SIM115
+            self._stream = open(self.out, "wb") if self.out else sys.stdout.buffer  # noqa: SIM115
         return self._stream
 
     def write(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
+        first = self.rows == 0
         self.rows += len(frame)
         if self.fmt == "csv":
-            stream = self._text()
-            frame.to_csv(stream, index=False, header=self.rows == len(frame),
-                         date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+            import pyarrow as pa
+            import pyarrow.csv as pacsv
+
+            table = pa.Table.from_pandas(_text_times(frame), preserve_index=False)
+            pacsv.write_csv(table, self._binary(),
+                            pacsv.WriteOptions(include_header=first, quoting_style="needed"))
         elif self.fmt == "jsonl":
-            stream = self._text()
-            for rec in frame.to_dict(orient="records"):
-                if self.event_type:
-                    rec = {"event_type": self.event_type, **rec}
-                stream.write(json.dumps(rec, default=_json_default) + "\n")
+            frame = _text_times(frame)
+            if self.event_type:
+                frame.insert(0, "event_type", self.event_type)
+            text = frame.to_json(orient="records", lines=True)
+            # pandas escapes every "/" as "\/" (valid JSON, but Community IDs stop matching a
+            # grep); a slash is always escaped there, so the swap cannot touch anything else.
+            text = text.replace("\\/", "/")
+            self._binary().write(text.encode() + (b"" if text.endswith("\n") else b"\n"))
         elif self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -77,10 +85,11 @@ class RecordWriter:
         """Finish the file; for ``table``, print the rows (largest first when over the limit)."""
         if self._parquet is not None:
             self._parquet.close()
-        if self._stream is not None and self._stream is not sys.stdout:
-            self._stream.close()
-        elif self._stream is sys.stdout:
-            sys.stdout.flush()
+        if self._stream is not None:
+            if self.out:
+                self._stream.close()
+            else:
+                self._stream.flush()
         if self.fmt == "table":
             self._print_table(console, sort_by)
 

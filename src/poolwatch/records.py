@@ -74,55 +74,58 @@ PKT_FLAG_V6 = 2  # IPv6 (else IPv4 when status is OK/FRAGMENT)
 # which sit at ``data_off`` in the batch buffer.
 PACKET = np.dtype(
     [
+        # 8-byte fields first, then 4, 2, 1: every field naturally aligned for the kernels.
         ("frame", np.uint64),  # 1-based frame number within its capture file (Wireshark's)
         ("ts_ns", np.int64),  # capture timestamp, ns since the Unix epoch
         ("data_off", np.uint64),  # where this packet's bytes start in PacketBatch.buf
-        ("caplen", np.uint32),  # bytes captured
-        ("wirelen", np.uint32),  # bytes on the wire
-        ("linktype", np.uint16),
-        ("status", np.uint8),  # PacketStatus
-        ("flags", np.uint8),  # PKT_FLAG_*
-        ("vlan", np.uint16),  # outer 802.1Q/802.1ad VLAN id, 0 when untagged
-        ("inner_vlan", np.uint16),  # second tag (QinQ), 0 when absent
-        ("proto", np.uint8),  # IP protocol number (after IPv6 extension headers)
-        ("tcp_flags", np.uint8),
-        ("l3_off", np.uint16),
-        ("l4_off", np.uint16),
         ("src_hi", np.uint64),  # source address, high 64 bits (IPv4-mapped for IPv4)
         ("src_lo", np.uint64),
         ("dst_hi", np.uint64),
         ("dst_lo", np.uint64),
-        ("sport", np.uint16),  # TCP/UDP port, or ICMP type
-        ("dport", np.uint16),  # TCP/UDP port, or ICMP code
+        ("caplen", np.uint32),  # bytes captured
+        ("wirelen", np.uint32),  # bytes on the wire
         ("ip_len", np.uint32),  # bytes at IP level as the header declares them
         ("payload_off", np.uint32),  # first byte of transport payload
         ("payload_len", np.uint32),  # captured payload bytes (may be less than sent)
-    ]
+        ("linktype", np.uint16),
+        ("vlan", np.uint16),  # outer 802.1Q/802.1ad VLAN id, 0 when untagged
+        ("inner_vlan", np.uint16),  # second tag (QinQ), 0 when absent
+        ("l3_off", np.uint16),
+        ("l4_off", np.uint16),
+        ("sport", np.uint16),  # TCP/UDP port, or ICMP type
+        ("dport", np.uint16),  # TCP/UDP port, or ICMP code
+        ("status", np.uint8),  # PacketStatus
+        ("flags", np.uint8),  # PKT_FLAG_*
+        ("proto", np.uint8),  # IP protocol number (after IPv6 extension headers)
+        ("tcp_flags", np.uint8),
+    ],
+    align=True,
 )
 
 # One row per bidirectional flow. The miner/initiator is ``src``: the sender of the first
 # packet seen, or the receiver of a SYN-ACK seen first.
 FLOW = np.dtype(
     [
-        ("vlan", np.uint16),
-        ("inner_vlan", np.uint16),
-        ("proto", np.uint8),
-        ("end_reason", np.uint8),  # EndReason
-        ("tcp_flags_toserver", np.uint8),
-        ("tcp_flags_toclient", np.uint8),
         ("src_hi", np.uint64),
         ("src_lo", np.uint64),
         ("dst_hi", np.uint64),
         ("dst_lo", np.uint64),
-        ("src_port", np.uint16),
-        ("dest_port", np.uint16),
         ("first_ts_ns", np.int64),
         ("last_ts_ns", np.int64),
         ("pkts_toserver", np.uint64),
         ("pkts_toclient", np.uint64),
         ("bytes_toserver", np.uint64),
         ("bytes_toclient", np.uint64),
-    ]
+        ("vlan", np.uint16),
+        ("inner_vlan", np.uint16),
+        ("src_port", np.uint16),
+        ("dest_port", np.uint16),
+        ("proto", np.uint8),
+        ("end_reason", np.uint8),  # EndReason
+        ("tcp_flags_toserver", np.uint8),
+        ("tcp_flags_toclient", np.uint8),
+    ],
+    align=True,
 )
 
 
@@ -196,6 +199,10 @@ class PacketBatch:
 
     def __len__(self) -> int:
         return len(self.packets)
+
+    def copy(self) -> PacketBatch:
+        """A batch that owns its arrays (readers reuse theirs for the next batch)."""
+        return PacketBatch(self.path, self.buf.copy(), self.packets.copy())
 
     def payload(self, i: int) -> bytes:
         """Transport payload of packet i (for the few packets a detector looks at)."""

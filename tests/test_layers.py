@@ -1,0 +1,42 @@
+"""The pipeline's import direction, and where numba and scapy may be imported."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "poolwatch"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_import_layers_contract_holds():
+    """import-linter's layers contract in pyproject.toml: no module reaches back up."""
+    root = SRC.parent.parent
+    run = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"],
+                         cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 kept, 0 broken" in run.stdout
+
+
+def test_only_kernels_import_numba():
+    offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                 if "numba" in _imports(p) and p.parent.name != "kernels"]
+    assert offenders == []
+
+
+def test_scapy_only_in_its_engine():
+    """scapy is GPL-2.0-only: it stays an optional reference engine."""
+    offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                 if "scapy" in _imports(p) and p.name != "scapy_engine.py"]
+    assert offenders == []
