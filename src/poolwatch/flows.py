@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kernels import flowtable as kt
-from .kernels.text import ipv4_text
-from .records import FLOW, PacketBatch, halves_to_addr
+from .kernels.text import ipv4_text, ipv6_text
+from .records import FLOW, PacketBatch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -202,14 +202,11 @@ _TCP_FLAG_LETTERS = "FSRPAUEC"
 
 
 def addresses_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Address text for (hi, lo) columns; IPv4 in a kernel, IPv6 through ``ipaddress``."""
+    """Address text for (hi, lo) columns: dotted quads for IPv4-mapped, RFC 5952 otherwise."""
     v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
     if v4.all():
         return ipv4_text(lo)
-    out = ipv4_text(lo).astype(object)
-    for i in np.flatnonzero(~v4):
-        out[i] = halves_to_addr(hi[i], lo[i])
-    return out
+    return np.where(v4, ipv4_text(lo), ipv6_text(hi, lo))
 
 
 def _flag_letters() -> np.ndarray:

@@ -88,3 +88,51 @@ def iso8601_text(ts_ns: np.ndarray) -> np.ndarray:
     """``U30`` array of ISO 8601 UTC timestamps with nanoseconds."""
     codes = iso8601_codepoints(np.ascontiguousarray(ts_ns, np.int64))
     return codes.view("<U30").reshape(len(ts_ns))
+
+
+@njit(cache=True, nogil=True)
+def _hex_group(out, i, k, g):
+    """Write a 16-bit group in lowercase hex without leading zeros; return the new position."""
+    started = False
+    for shift in (12, 8, 4, 0):
+        nib = (g >> shift) & 15
+        if nib or started or shift == 0:
+            out[i, k] = _ZERO + nib if nib < 10 else 87 + nib  # 87 + 10 = "a"
+            k += 1
+            started = True
+    return k
+
+
+@njit(cache=True, nogil=True)
+def ipv6_codepoints(hi, lo):
+    """RFC 5952 text of IPv6 addresses (longest run of two or more zero groups → "::")."""
+    out = np.zeros((len(hi), 39), np.uint32)
+    groups = np.zeros(8, np.int64)
+    for i in range(len(hi)):
+        for j in range(4):
+            groups[j] = np.int64((hi[i] >> np.uint64(48 - 16 * j)) & np.uint64(0xFFFF))
+            groups[j + 4] = np.int64((lo[i] >> np.uint64(48 - 16 * j)) & np.uint64(0xFFFF))
+        best, best_len, run = -1, 1, 0
+        for j in range(8):
+            run = run + 1 if groups[j] == 0 else 0
+            if run > best_len:
+                best, best_len = j - run + 1, run
+        k, j = 0, 0
+        while j < 8:
+            if j == best:
+                out[i, k] = out[i, k + 1] = 58  # "::"
+                k += 2
+                j += best_len
+                continue
+            if j > 0 and j != best + best_len:
+                out[i, k] = 58
+                k += 1
+            k = _hex_group(out, i, k, groups[j])
+            j += 1
+    return out
+
+
+def ipv6_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """``U39`` array of IPv6 addresses in RFC 5952 form."""
+    codes = ipv6_codepoints(np.ascontiguousarray(hi, np.uint64), np.ascontiguousarray(lo, np.uint64))
+    return codes.view("<U39").reshape(len(hi))
