@@ -1,8 +1,9 @@
 """Writers for record tables: CSV, JSON lines, Parquet, or a table for the terminal.
 
-Records arrive in chunks (flows close while a scan runs); each writer appends chunk by chunk,
-so output never waits for, or holds, the whole result. Only the terminal table keeps rows,
-because a person reads it at the end.
+Records arrive in chunks (flows close while a scan runs) as Arrow tables; each writer
+appends chunk by chunk, so output never waits for, or holds, the whole result. Only the
+terminal table keeps rows, because a person reads it at the end. CSV and Parquet are
+written by Arrow without pandas; JSON lines and the terminal table go through pandas.
 """
 
 from __future__ import annotations
@@ -12,26 +13,25 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+
+from .kernels.text import iso8601_text
 
 FORMATS = ("table", "csv", "jsonl", "parquet")
 TABLE_MAX_ROWS = 200
 
 
-def _text_times(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy with timestamp columns as ISO 8601 UTC text with nanoseconds (CSV, JSON)."""
-    from .kernels.text import iso8601_text
-
-    frame = frame.copy()
-    for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
-            ns = frame[col].to_numpy(dtype="datetime64[ns]").view(np.int64)
-            frame[col] = iso8601_text(ns)
-    return frame
+def text_times(table: pa.Table) -> pa.Table:
+    """Timestamp columns as ISO 8601 UTC text with nanoseconds (``…T08:00:00.002190000Z``)."""
+    for i, col in enumerate(table.schema):
+        if pa.types.is_timestamp(col.type):
+            ns = table.column(i).cast(pa.int64()).to_numpy()
+            table = table.set_column(i, col.name, pa.array(iso8601_text(ns)))
+    return table
 
 
 class RecordWriter:
-    """Appends DataFrame chunks to ``out`` (a path, or None for standard output)."""
+    """Appends Arrow tables to ``out`` (a path, or None for standard output)."""
 
     def __init__(self, fmt: str, out: Path | None, event_type: str | None = None) -> None:
         if fmt not in FORMATS:
@@ -42,47 +42,52 @@ class RecordWriter:
         self.rows = 0
         self._stream: IO[bytes] | None = None
         self._parquet = None
-        self._table: list[pd.DataFrame] = []
+        self._kept: list[pa.Table] = []
+        self._started = False
 
     def _binary(self) -> IO[bytes]:
         if self._stream is None:
             self._stream = open(self.out, "wb") if self.out else sys.stdout.buffer  # noqa: SIM115
         return self._stream
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
+    def write(self, table: pa.Table) -> None:
+        """Append rows. An empty table before any rows still writes the CSV header or the
+        Parquet schema, so an input without flows gives a valid, empty file."""
+        first = self.rows == 0 and not self._started
+        if table.num_rows == 0 and not first:
             return
-        first = self.rows == 0
-        self.rows += len(frame)
+        self._started = True
+        self.rows += table.num_rows
         if self.fmt == "csv":
-            import pyarrow as pa
             import pyarrow.csv as pacsv
 
-            table = pa.Table.from_pandas(_text_times(frame), preserve_index=False)
-            pacsv.write_csv(table, self._binary(),
+            pacsv.write_csv(text_times(table), self._binary(),
                             pacsv.WriteOptions(include_header=first, quoting_style="needed"))
         elif self.fmt == "jsonl":
-            frame = _text_times(frame)
+            frame = text_times(table).to_pandas()
             if self.event_type:
                 frame.insert(0, "event_type", self.event_type)
             text = frame.to_json(orient="records", lines=True)
             # pandas escapes every "/" as "\/" (valid JSON, but Community IDs stop matching a
             # grep); a slash is always escaped there, so the swap cannot touch anything else.
             text = text.replace("\\/", "/")
-            self._binary().write(text.encode() + (b"" if text.endswith("\n") else b"\n"))
+            stream = self._binary()  # created even without rows: an empty file, no blank line
+            if table.num_rows:
+                stream.write(text.encode() + (b"" if text.endswith("\n") else b"\n"))
         elif self.fmt == "parquet":
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(str(self.out), table.schema)
             self._parquet.write_table(table)
         else:
-            self._table.append(frame)
+            self._kept.append(table)
 
-    def close(self, console=None, sort_by: str | None = None) -> None:
-        """Finish the file; for ``table``, print the rows (largest first when over the limit)."""
+    def close(self, console=None, sort_by: str | None = None, view=None) -> None:
+        """Finish the output; for ``table``, print the rows (largest first over the limit).
+
+        ``view`` turns the kept rows (a DataFrame) into the columns that fit a terminal.
+        """
         if self._parquet is not None:
             self._parquet.close()
         if self._stream is not None:
@@ -91,20 +96,23 @@ class RecordWriter:
             else:
                 self._stream.flush()
         if self.fmt == "table":
-            self._print_table(console, sort_by)
+            self._print_table(console, sort_by, view)
 
-    def _print_table(self, console, sort_by: str | None) -> None:
+    def _print_table(self, console, sort_by: str | None, view) -> None:
+        import pandas as pd
         from rich.console import Console
         from rich.table import Table
 
         console = console or Console()
-        frame = pd.concat(self._table, ignore_index=True) if self._table else pd.DataFrame()
+        frame = pa.concat_tables(self._kept).to_pandas() if self._kept else pd.DataFrame()
+        if view is not None and len(frame.columns):
+            frame = view(frame)
         note = ""
         if len(frame) > TABLE_MAX_ROWS and sort_by:
             frame = frame.nlargest(TABLE_MAX_ROWS, sort_by)
             note = (f"the {TABLE_MAX_ROWS} largest of {self.rows} rows by {sort_by}; "
                     "use --format csv/jsonl/parquet for all")
-        table = Table(caption=note or None, show_lines=False)
+        table = Table(caption=note or None)
         for col in frame.columns:
             table.add_column(col, overflow="fold")
         for row in frame.itertuples(index=False):
@@ -113,8 +121,8 @@ class RecordWriter:
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, pd.Timestamp):
+    if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, float):
+    if isinstance(value, float | np.floating):
         return f"{value:.3f}"
     return str(value)
