@@ -20,12 +20,14 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
 from .errors import ConfigError, PoolwatchError
-from .flows import FlowSettings, flow_frame
+from .flows import FlowSettings, flow_table
 from .output import RecordWriter
+from .records import FLOW
 from .readers.source import expand_paths
 from .scan import ScanSummary, scan_flows
 
@@ -34,8 +36,37 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich's option table cuts long option names ("--community-id-s…")
+    # at 80 columns, the width of pipes and most CI logs.
+    rich_markup_mode=None,
 )
 err = Console(stderr=True)
+
+
+def _error(message: str, status: int) -> typer.Exit:
+    """Print ``error: message`` on one line (paths may hold rich markup such as "[/x]")."""
+    err.print(f"[red]error[/red]: {escape(message)}", soft_wrap=True, highlight=False)
+    return typer.Exit(status)
+
+
+class _PlainStderr(logging.StreamHandler):
+    """``warning: message``, one line per record, on whatever ``sys.stderr`` is now."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        return text
+
+
 log = logging.getLogger("poolwatch")
 OUTPUT_SLICE = 32_768
 
@@ -69,8 +100,12 @@ def main_options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False, show_time=False)])
+    # Rich's handler wraps messages at 80 columns when stderr is not a terminal, splitting
+    # "file at offset N: reason" over lines; logs and scripts get one line per message.
+    # force: a second run in the same process (tests, notebooks) sets its own level.
+    handler = (RichHandler(console=err, show_path=False, show_time=False) if err.is_terminal
+               else _PlainStderr())
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
 def _progress(enabled: bool, total_files: int):
@@ -115,7 +150,7 @@ def _summary_lines(summary: ScanSummary) -> list[str]:
 
 
 def _table_view(frame):
-    """The columns that fit a terminal."""
+    """The flow columns that fit a terminal."""
     import pandas as pd
 
     return pd.DataFrame({
@@ -160,19 +195,19 @@ def flows(
     way, TCP flags seen, and the Community ID that Zeek and Suricata emit."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        err.print(f"[red]error[/red]: no such file or directory: {', '.join(missing)}")
-        raise typer.Exit(2)
+        raise _error(f"no such file or directory: {', '.join(missing)}", 2)
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        what = "is a directory" if out.is_dir() else f"no such directory {out.parent}"
+        raise _error(f"cannot write --out {out}: {what}", 2)
     files = list(expand_paths(paths))
     if not files:
-        err.print(f"[red]error[/red]: no pcap or pcapng files under {', '.join(map(str, paths))}")
-        raise typer.Exit(1)
+        raise _error(f"no pcap or pcapng files under {', '.join(map(str, paths))}", 1)
     try:
         settings = FlowSettings(idle_timeout_s=idle_timeout, active_timeout_s=active_timeout,
                                 max_flows=max_flows)
         writer = RecordWriter(fmt.value, out, event_type="flow")
     except ValueError as exc:
-        err.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from None
+        raise _error(str(exc), 2) from None
     show = sys.stderr.isatty() if progress is None else progress
     bar, hook = _progress(show, len(files))
     summary = ScanSummary(engine=engine.value)
@@ -185,22 +220,22 @@ def flows(
             # In slices: the flows still open at the end come out at once, and their text
             # form costs several times the records' own memory.
             for start in range(0, len(closed), OUTPUT_SLICE):
-                frame = flow_frame(closed[start : start + OUTPUT_SLICE], seed=community_id_seed)
-                writer.write(_table_view(frame) if fmt is Format.table else frame)
+                writer.write(flow_table(closed[start : start + OUTPUT_SLICE], seed=community_id_seed))
+        if writer.rows == 0:  # no flows: the output still gets its columns (CSV header...)
+            writer.write(flow_table(np.zeros(0, FLOW), seed=community_id_seed))
     except ConfigError as exc:
-        err.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from None
+        raise _error(str(exc), 2) from None
     except PoolwatchError as exc:
-        err.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(1) from None
+        raise _error(str(exc), 1) from None
     finally:
         if bar:
             bar.stop()
-    writer.close(console=Console(width=None if sys.stdout.isatty() else 160), sort_by="bytes")
+    writer.close(console=Console(width=None if sys.stdout.isatty() else 160), sort_by="bytes",
+                 view=_table_view)
     summary.elapsed_s = time.perf_counter() - summary.started  # output included
     if logging.getLogger().level <= logging.WARNING:
         for line in _summary_lines(summary):
-            err.print(line, highlight=False)
+            err.print(line, highlight=False, soft_wrap=True)
     if summary.failed_files:
         raise typer.Exit(1)
 

@@ -53,6 +53,8 @@ def walk_pcapng_reference(data: bytes) -> list[tuple[int, int, int, int, int]]:
         btype, blen = struct.unpack_from(endian + "II", data, pos)
         if blen < 12 or pos + blen > len(data):
             break
+        if struct.unpack_from(endian + "I", data, pos + blen - 4)[0] != blen:
+            break
         if btype == 1:
             linktype = struct.unpack_from(endian + "H", data, pos + 8)[0]
             resol, offset, opt = 6, 0, pos + 16

@@ -157,6 +157,8 @@ def walk_pcapng(buf, n_valid, pos, state, ifaces, out, n_out):
             return n, pos, WALK_BAD_BLOCK
         if pos + blen > n_valid:
             return n, pos, WALK_OK
+        if np.int64(_u32(buf, pos + blen - 4, big)) != blen:  # the trailing copy disagrees
+            return n, pos, WALK_BAD_BLOCK
         n_if = state[ST_N_IFACES]
         if btype == 0x0A0D0D0A:
             state[ST_N_IFACES] = 0

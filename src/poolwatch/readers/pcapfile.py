@@ -38,11 +38,19 @@ def _fill(stream, view: memoryview) -> tuple[int, Exception | None]:
 
     Returns (bytes read, the decompression error that stopped it or None): the bytes a
     damaged compressed stream gave before its error are kept, not thrown away with it.
+    Decompressing streams are buffered: their ``readinto`` copies buffered bytes and then
+    raises, losing the count, so they are read with ``read1``, which returns what it has.
     """
+    read1 = getattr(stream, "read1", None)  # plain files are unbuffered: readinto is exact
     got = 0
     while got < len(view):
         try:
-            n = stream.readinto(view[got:])
+            if read1 is None:
+                n = stream.readinto(view[got:])
+            else:
+                data = read1(len(view) - got)
+                n = len(data)
+                view[got : got + n] = data
         except _DECOMPRESS_ERRORS as exc:
             return got, exc
         if not n:
@@ -99,6 +107,7 @@ _BAD = {
     walk.WALK_BAD_BLOCK: "pcapng block header is broken (length {}); reading stopped",
     walk.WALK_TOO_MANY_INTERFACES: "more than 256 pcapng interfaces ({}); reading stopped",
 }
+_BAD_PCAPNG_PACKET = "packet length {} overruns its pcapng block (damaged file); reading stopped"
 
 
 def read_capture(
@@ -153,8 +162,10 @@ def read_capture(
                     report.packets += n
                     yield PacketBatch(p, buf, out)
                 if status != walk.WALK_OK:
-                    length = _record_len(walker, buf, pos)
-                    report.error = str(ReaderError(p, base + pos, _BAD[status].format(length)))
+                    length = _record_len(walker, buf, pos, status)
+                    why = (_BAD_PCAPNG_PACKET if walker.pcapng and status == walk.WALK_BAD_LENGTH
+                           else _BAD[status])
+                    report.error = str(ReaderError(p, base + pos, why.format(length)))
                     report.bytes_read = base + pos
                     return
                 if n < batch_packets:
@@ -175,10 +186,12 @@ def read_capture(
             base += pos
 
 
-def _record_len(walker: _Walker, buf: np.ndarray, pos: int) -> int:
-    """The length field of the record at ``pos``, for the error message."""
+def _record_len(walker: _Walker, buf: np.ndarray, pos: int, status: int) -> int:
+    """The length field of the record at ``pos`` that is wrong, for the error message."""
     if walker.pcapng:
         fmt = ">I" if walker.state[walk.ST_BIG_ENDIAN] else "<I"
-        return struct.unpack_from(fmt, buf, pos + 4)[0] if pos + 8 <= len(buf) else -1
+        # a packet block whose captured length overruns the block, else the block length
+        at = pos + 20 if status == walk.WALK_BAD_LENGTH else pos + 4
+        return struct.unpack_from(fmt, buf, at)[0] if at + 4 <= len(buf) else -1
     fmt = ">I" if walker.big else "<I"
     return struct.unpack_from(fmt, buf, pos + 8)[0] if pos + 12 <= len(buf) else -1

@@ -7,11 +7,15 @@ really gzip still reads. Streams are read in chunks; nothing here loads a whole 
 from __future__ import annotations
 
 import gzip
+import io
 import lzma
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+import zstandard
 
 from ..errors import ReaderError
 
@@ -30,6 +34,10 @@ PCAP_MAGICS = {
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz")
+
+# What reading a damaged or truncated compressed stream raises (gzip: OSError/EOFError/zlib,
+# xz: LZMAError/EOFError, zstd: ZstdError, or EOFError from _ZstdStream).
+DECOMPRESS_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError, zstandard.ZstdError)
 
 
 def detect_compression(head: bytes) -> str:
@@ -59,9 +67,96 @@ def open_stream(path: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
         return gzip.GzipFile(fileobj=raw, mode="rb"), kind  # type: ignore[return-value]
     if kind == "xz":
         return lzma.LZMAFile(raw, mode="rb"), kind  # type: ignore[return-value]
-    import zstandard
+    return _ZstdStream(raw), kind  # type: ignore[return-value]
 
-    return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), kind  # type: ignore[return-value]
+
+_ZSTD_MAGIC = 0xFD2FB528
+
+
+def _zstd_frames_complete(raw: BinaryIO) -> bool:
+    """True when the zstd data in ``raw`` ends exactly after a complete frame.
+
+    Follows frame and block headers only (a few bytes per block, no decompression).
+    """
+    size = raw.seek(0, os.SEEK_END)
+    pos = 0
+    while pos < size:
+        raw.seek(pos)
+        head = raw.read(14)
+        if len(head) < 8:
+            return False
+        magic = int.from_bytes(head[:4], "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+            pos += 8 + int.from_bytes(head[4:8], "little")
+            continue
+        if magic != _ZSTD_MAGIC:
+            return False
+        fhd = head[4]
+        single_segment = (fhd >> 5) & 1
+        pos += (5 + (0 if single_segment else 1) + (0, 1, 2, 4)[fhd & 3]
+                + (single_segment, 2, 4, 8)[fhd >> 6])
+        while True:
+            raw.seek(pos)
+            block = raw.read(3)
+            if len(block) < 3:
+                return False
+            value = int.from_bytes(block, "little")
+            pos += 3 + (1 if (value >> 1) & 3 == 1 else value >> 3)  # RLE blocks hold 1 byte
+            if value & 1:
+                break
+        pos += 4 if (fhd >> 2) & 1 else 0  # content checksum
+    return pos == size
+
+
+class _ZstdStream(io.RawIOBase):
+    """Decompressed zstd data, across concatenated frames, in bounded memory.
+
+    ``zstandard``'s stream reader stops quietly where a truncated file ends; this one raises
+    ``EOFError`` there, as gzip and xz streams do, so a cut file is reported as damaged.
+    Unbuffered: ``readinto`` fills the caller's buffer directly and raises only when it has
+    nothing to return, so no decompressed byte is lost to an error.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            raw, read_across_frames=True, closefd=False
+        )
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """``size`` bytes unless the stream ends first (a raw read may return fewer)."""
+        if size is None or size < 0:
+            return self.readall()
+        out = bytearray(size)
+        view = memoryview(out)
+        got = 0
+        while got < size:
+            n = self.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        view.release()
+        del out[got:]
+        return bytes(out)
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = self._reader.readinto(buffer)
+        if n == 0 and not self._checked and len(memoryview(buffer)):
+            self._checked = True
+            if not _zstd_frames_complete(self._raw):
+                raise EOFError("zstd stream ends inside a frame (the file is truncated)")
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reader.close()
+            self._raw.close()
+        super().close()
 
 
 def looks_like_capture(path: Path) -> bool:
@@ -72,7 +167,7 @@ def looks_like_capture(path: Path) -> bool:
         return False
     try:
         head = stream.read(4)
-    except (OSError, EOFError, lzma.LZMAError, ValueError):
+    except DECOMPRESS_ERRORS:
         return False
     finally:
         stream.close()
