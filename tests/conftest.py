@@ -15,7 +15,8 @@ PEER_CORPUS = ROOT.parent / "shared" / "peer-corpus" / "ndpi"
 
 
 def oracle(capture: Path) -> dict:
-    return json.loads(capture.with_name(capture.name + "").with_suffix(".expected.json").read_text())
+    """The generator's record of what a sample capture holds (pcaps/<name>.expected.json)."""
+    return json.loads(capture.with_suffix(".expected.json").read_text())
 
 
 def flow_rows(frame) -> list[tuple]:

@@ -18,6 +18,11 @@ class ReaderError(PoolwatchError):
         super().__init__(f"{where}: {reason}")
 
 
+class TruncatedTail(ReaderError):
+    """The last record of a capture is cut short (a capture stopped mid-write): a warning,
+    as tcpdump and Wireshark treat it; every whole record before it was read."""
+
+
 class DecodeError(PoolwatchError):
     """A packet or message could not be decoded."""
 

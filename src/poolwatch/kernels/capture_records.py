@@ -15,6 +15,7 @@ WALK_OK = 0  # stopped because the buffer or the output is exhausted
 WALK_BAD_LENGTH = 1  # a record length that no writer produces: the file is damaged here
 WALK_BAD_BLOCK = 2  # pcapng block structure broken (length, byte-order magic)
 WALK_TOO_MANY_INTERFACES = 3
+WALK_BAD_INTERFACE = 4  # a packet on an interface its section does not declare
 
 # pcapng walker state, kept between chunks in a small int64 array.
 ST_BIG_ENDIAN = 0
@@ -30,7 +31,6 @@ IF_TS_EXP = 2  # the exponent of if_tsresol
 IF_TS_OFFSET_S = 3
 IF_LEN = 4
 
-UNKNOWN_LINKTYPE = 65535
 MAX_BLOCK = 64 << 20
 
 
@@ -120,15 +120,11 @@ def _read_idb(buf, pos, blen, big, ifaces, n_if):
 
 
 @njit(cache=True, nogil=True)
-def _emit(out, n, ifaces, n_if, iface, ts, data_off, caplen, wirelen):
-    if iface < n_if:
-        out[n].linktype = ifaces[iface, IF_LINKTYPE]
-        out[n].ts_ns = ts_to_ns(
-            ts, ifaces[iface, IF_TS_BINARY], ifaces[iface, IF_TS_EXP], ifaces[iface, IF_TS_OFFSET_S]
-        )
-    else:
-        out[n].linktype = UNKNOWN_LINKTYPE
-        out[n].ts_ns = 0
+def _emit(out, n, ifaces, iface, ts, data_off, caplen, wirelen):
+    out[n].linktype = ifaces[iface, IF_LINKTYPE]
+    out[n].ts_ns = ts_to_ns(
+        ts, ifaces[iface, IF_TS_BINARY], ifaces[iface, IF_TS_EXP], ifaces[iface, IF_TS_OFFSET_S]
+    )
     out[n].data_off = data_off
     out[n].caplen = caplen
     out[n].wirelen = wirelen
@@ -168,7 +164,9 @@ def walk_pcapng(buf, n_valid, pos, state, ifaces, out, n_out):
                 return n, pos, WALK_TOO_MANY_INTERFACES
             _read_idb(buf, pos, blen, big, ifaces, n_if)
             state[ST_N_IFACES] = n_if + 1
-        elif (btype == 6 or btype == 2) and blen >= 32:
+        elif btype == 6 or btype == 2:
+            if blen < 32:
+                return n, pos, WALK_BAD_BLOCK
             if btype == 6:
                 iface = np.int64(_u32(buf, pos + 8, big))
             else:
@@ -179,12 +177,18 @@ def walk_pcapng(buf, n_valid, pos, state, ifaces, out, n_out):
             caplen = np.int64(_u32(buf, pos + 20, big))
             if caplen > blen - 32:
                 return n, pos, WALK_BAD_LENGTH
-            _emit(out, n, ifaces, n_if, iface, ts, pos + 28, caplen, _u32(buf, pos + 24, big))
+            if iface >= n_if:
+                return n, pos, WALK_BAD_INTERFACE
+            _emit(out, n, ifaces, iface, ts, pos + 28, caplen, _u32(buf, pos + 24, big))
             n += 1
-        elif btype == 3 and blen >= 16:
+        elif btype == 3:
+            if blen < 16:
+                return n, pos, WALK_BAD_BLOCK
+            if n_if == 0:
+                return n, pos, WALK_BAD_INTERFACE
             wirelen = np.int64(_u32(buf, pos + 8, big))
             caplen = min(wirelen, blen - 16)
-            _emit(out, n, ifaces, n_if, 0, np.uint64(0), pos + 12, caplen, wirelen)
+            _emit(out, n, ifaces, 0, np.uint64(0), pos + 12, caplen, wirelen)
             n += 1
         pos += blen
     return n, pos, WALK_OK

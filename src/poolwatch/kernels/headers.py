@@ -157,9 +157,9 @@ def decode_ipv4(buf, start, end, l3, wirelen, pk):
     if end - p < ihl:
         return 0, TRUNCATED_L3
     total = _be16(buf, p + 2)
-    if total == 0:
+    if total == 0:  # segmentation offload: the frame's length tells
         total = wirelen - l3
-    elif total < ihl:
+    if total < ihl:
         return 0, BAD_IP_HEADER
     pk.ip_len = total
     pk.proto = buf[p + 9]
@@ -188,7 +188,7 @@ def decode_ipv6(buf, start, end, l3, wirelen, pk):
     if (np.int64(buf[p]) >> 4) != 6:
         return 0, BAD_IP_HEADER
     plen = _be16(buf, p + 4)
-    pk.ip_len = 40 + plen if plen else wirelen - l3
+    pk.ip_len = 40 + plen if plen else max(40, wirelen - l3)
     pk.flags |= FLAG_V6
     pk.src_hi = _be64(buf, p + 8)
     pk.src_lo = _be64(buf, p + 16)

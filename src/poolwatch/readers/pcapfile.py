@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ReaderError
+from ..errors import ReaderError, TruncatedTail
 from ..kernels import capture_records as walk
 from ..records import PACKET, SUPPORTED_LINKTYPES, FileReport, PacketBatch
 from .source import DECOMPRESS_ERRORS, PCAP_MAGICS, PCAPNG_MAGIC, open_stream
@@ -106,6 +106,8 @@ _BAD = {
     walk.WALK_BAD_LENGTH: "record length {} is impossible (damaged file); reading stopped",
     walk.WALK_BAD_BLOCK: "pcapng block header is broken (length {}); reading stopped",
     walk.WALK_TOO_MANY_INTERFACES: "more than 256 pcapng interfaces ({}); reading stopped",
+    walk.WALK_BAD_INTERFACE: "packet block on an interface that its section does not declare "
+                             "(damaged file); reading stopped",
 }
 _BAD_PCAPNG_PACKET = "packet length {} overruns its pcapng block (damaged file); reading stopped"
 
@@ -181,7 +183,7 @@ def read_capture(
                 report.bytes_read = base + pos
                 if len(tail) and report.error is None:
                     reason = f"last record is truncated ({len(tail)} bytes of it); ignored"
-                    report.warnings.append(str(ReaderError(p, base + pos, reason)))
+                    report.warnings.append(str(TruncatedTail(p, base + pos, reason)))
                 return
             base += pos
 
