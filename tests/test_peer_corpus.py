@@ -1,0 +1,37 @@
+"""Robustness on someone else's captures: nDPI's 543 regression captures.
+
+Every capture is read by the fast engine and by the dpkt reference engine; both must finish
+without a traceback and agree on packets, weird counters, errors and every flow. The corpus
+lives beside the repository (../shared/peer-corpus/ndpi) and is never copied into it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import PEER_CORPUS, scan_frame
+
+CAPTURES = sorted((PEER_CORPUS / "pcap").iterdir()) if (PEER_CORPUS / "pcap").is_dir() else []
+COLUMNS = ["community_id", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "vlan",
+           "inner_vlan", "pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
+           "first_seen", "last_seen", "tcp_flags_toserver", "tcp_flags_toclient"]
+
+
+def _rows(frame):
+    return sorted(map(tuple, frame[COLUMNS].astype(str).values.tolist()))
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CAPTURES, reason=f"nDPI's captures are not at {PEER_CORPUS}/pcap")
+def test_fast_and_dpkt_agree_on_every_peer_capture():
+    differing = []
+    for capture in CAPTURES:
+        fast, fs = scan_frame([capture], engine="fast")
+        ref, rs = scan_frame([capture], engine="dpkt")
+        same = (_rows(fast) == _rows(ref) and fs.packets == rs.packets
+                and fs.weirds.counts == rs.weirds.counts
+                and bool(fs.files[0].error) == bool(rs.files[0].error))
+        if not same:
+            differing.append(capture.name)
+    assert len(CAPTURES) >= 500
+    assert differing == []
