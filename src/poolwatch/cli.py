@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .errors import ConfigError, PoolwatchError
-from .flows import FlowSettings, flow_table
+from .flows import FLOW_COLUMNS, FlowSettings, flow_csv, flow_table
 from .output import RecordWriter
 from .records import FLOW
 from .readers.source import expand_paths
@@ -220,9 +220,16 @@ def flows(
             # In slices: the flows still open at the end come out at once, and their text
             # form costs several times the records' own memory.
             for start in range(0, len(closed), OUTPUT_SLICE):
-                writer.write(flow_table(closed[start : start + OUTPUT_SLICE], seed=community_id_seed))
+                part = closed[start : start + OUTPUT_SLICE]
+                if fmt is Format.csv:  # the fast path: straight to bytes
+                    writer.write_csv_lines(flow_csv(part, community_id_seed), FLOW_COLUMNS)
+                else:
+                    writer.write(flow_table(part, seed=community_id_seed))
         if writer.rows == 0:  # no flows: the output still gets its columns (CSV header...)
-            writer.write(flow_table(np.zeros(0, FLOW), seed=community_id_seed))
+            if fmt is Format.csv:
+                writer.write_csv_lines(b"", FLOW_COLUMNS)
+            else:
+                writer.write(flow_table(np.zeros(0, FLOW), seed=community_id_seed))
     except ConfigError as exc:
         raise _error(str(exc), 2) from None
     except PoolwatchError as exc:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kernels import flowtable as kt
-from .kernels.text import ipv4_text, ipv6_text
+from .kernels.text import ipv4_text, ipv6_text, iso8601_text
 from .records import FLOW, PacketBatch
 
 if TYPE_CHECKING:
@@ -219,20 +219,18 @@ def _flag_letters() -> np.ndarray:
 TCP_FLAGS_TEXT = _flag_letters()  # OR-ed flags → letters in tcpdump's order ("S", "SA", "FSPA")
 
 
-def flow_table(flows: np.ndarray, seed: int = 0) -> pa.Table:
-    """FLOW records → the table analysts see, as Arrow (EVE names, text, Community ID).
+def flow_columns(flows: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """FLOW records → the columns analysts see, as numpy arrays in FLOW_COLUMNS order.
 
-    Arrow rather than pandas here: writing CSV or Parquet from it needs no pandas at all,
-    which keeps both the start-up and the per-flow cost of a scan down.
+    Text (Community ID, addresses, flags, end reason) is made by kernels as numpy ``U``
+    arrays; ``first_seen``, ``last_seen`` and ``duration_s`` are still integer nanoseconds
+    here, for :func:`flow_table` (timestamps, float seconds) and :func:`flow_csv` (text).
     """
-    import pyarrow as pa
-
     from .kernels.communityid import community_ids
 
     f = flows
     tcp = f["proto"] == 6
-    stamp = pa.timestamp("ns", tz="UTC")
-    columns = {
+    return {
         "community_id": community_ids(f["src_hi"], f["src_lo"], f["dst_hi"], f["dst_lo"],
                                       f["src_port"], f["dest_port"], f["proto"], seed),
         "proto": f["proto"].astype(np.int64),
@@ -242,9 +240,9 @@ def flow_table(flows: np.ndarray, seed: int = 0) -> pa.Table:
         "dest_port": f["dest_port"].astype(np.int64),
         "vlan": f["vlan"].astype(np.int64),
         "inner_vlan": f["inner_vlan"].astype(np.int64),
-        "first_seen": pa.array(f["first_ts_ns"], stamp),
-        "last_seen": pa.array(f["last_ts_ns"], stamp),
-        "duration_s": (f["last_ts_ns"] - f["first_ts_ns"]) / 1e9,
+        "first_seen": f["first_ts_ns"].astype(np.int64),
+        "last_seen": f["last_ts_ns"].astype(np.int64),
+        "duration_s": (f["last_ts_ns"] - f["first_ts_ns"]).astype(np.int64),
         "pkts_toserver": f["pkts_toserver"].astype(np.int64),
         "pkts_toclient": f["pkts_toclient"].astype(np.int64),
         "bytes_toserver": f["bytes_toserver"].astype(np.int64),
@@ -253,7 +251,34 @@ def flow_table(flows: np.ndarray, seed: int = 0) -> pa.Table:
         "tcp_flags_toclient": np.where(tcp, TCP_FLAGS_TEXT[f["tcp_flags_toclient"]], ""),
         "end_reason": END_REASONS_TEXT[f["end_reason"]],
     }
-    return pa.table({name: columns[name] for name in FLOW_COLUMNS})
+
+
+TIME_COLUMNS = ("first_seen", "last_seen")
+
+
+def flow_table(flows: np.ndarray, seed: int = 0) -> pa.Table:
+    """The analysts' flow table as Arrow: UTC timestamps, float seconds (Parquet, JSON)."""
+    import pyarrow as pa
+
+    columns = flow_columns(flows, seed)
+    stamp = pa.timestamp("ns", tz="UTC")
+    for name in TIME_COLUMNS:
+        columns[name] = pa.array(columns[name], stamp)
+    columns["duration_s"] = columns["duration_s"] / 1e9
+    return pa.table(columns)
+
+
+def flow_csv(flows: np.ndarray, seed: int = 0) -> bytes:
+    """The analysts' flow table as CSV lines (no header), written by a kernel.
+
+    Times are ISO 8601 UTC with nanoseconds, ``duration_s`` exact decimal seconds.
+    """
+    from .kernels.csvtext import csv_bytes
+
+    columns = flow_columns(flows, seed)
+    for name in TIME_COLUMNS:
+        columns[name] = iso8601_text(columns[name])
+    return csv_bytes(columns, seconds=("duration_s",))
 
 
 def flow_frame(flows: np.ndarray, seed: int = 0) -> pd.DataFrame:

@@ -12,10 +12,14 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pyarrow as pa
 
 from .kernels.text import iso8601_text
+
+if TYPE_CHECKING:  # Arrow is imported when a table is written: the CSV fast path needs none
+    import pyarrow as pa
 
 FORMATS = ("table", "csv", "jsonl", "parquet")
 TABLE_MAX_ROWS = 200
@@ -23,6 +27,8 @@ TABLE_MAX_ROWS = 200
 
 def text_times(table: pa.Table) -> pa.Table:
     """Timestamp columns as ISO 8601 UTC text with nanoseconds (``…T08:00:00.002190000Z``)."""
+    import pyarrow as pa
+
     for i, col in enumerate(table.schema):
         if pa.types.is_timestamp(col.type):
             ns = table.column(i).cast(pa.int64()).to_numpy()
@@ -42,13 +48,23 @@ class RecordWriter:
         self.rows = 0
         self._stream: IO[bytes] | None = None
         self._parquet = None
-        self._kept: list[pa.Table] = []
+        self._kept: list = []
         self._started = False
 
     def _binary(self) -> IO[bytes]:
         if self._stream is None:
             self._stream = open(self.out, "wb") if self.out else sys.stdout.buffer  # noqa: SIM115
         return self._stream
+
+    def write_csv_lines(self, lines: bytes, columns: tuple[str, ...]) -> None:
+        """Append ready-made CSV lines (from a kernel); the header goes first, once."""
+        if self.fmt != "csv":
+            raise ValueError("CSV lines can only be written as CSV")
+        if not self._started:
+            self._binary().write((",".join(columns) + "\n").encode())
+            self._started = True
+        self.rows += lines.count(b"\n")
+        self._binary().write(lines)
 
     def write(self, table: pa.Table) -> None:
         """Append rows. An empty table before any rows still writes the CSV header or the
@@ -100,6 +116,7 @@ class RecordWriter:
 
     def _print_table(self, console, sort_by: str | None, view) -> None:
         import pandas as pd
+        import pyarrow as pa
         from rich.console import Console
         from rich.table import Table
 

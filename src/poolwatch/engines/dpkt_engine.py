@@ -15,26 +15,20 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import dpkt
-import numpy as np
 
 from ..errors import ReaderError, TruncatedTail
-from ..readers.source import DECOMPRESS_ERRORS, PCAP_MAGICS, PCAPNG_MAGIC, open_stream
+from ..readers.source import PCAP_MAGICS, PCAPNG_MAGIC
 from ..records import (
     LINKTYPE_C_HDLC,
     LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
     LINKTYPE_PPP,
-    LINKTYPE_RAW,
-    LINKTYPE_RAW_DLT12,
-    LINKTYPE_RAW_OPENBSD,
-    PACKET,
     PKT_FLAG_FRAGMENT,
     PKT_FLAG_V6,
     FileReport,
@@ -42,33 +36,24 @@ from ..records import (
     PacketStatus,
     addr_to_halves,
 )
+from . import _python
+from ._python import (
+    EXT_SIZE,
+    ICMP_PAIRS,
+    MAX_BLOCK,
+    MAX_EXT_HEADERS,
+    MAX_STANDARD_CAPLEN,
+    NULL_FAMILIES,
+    RAW_LINKTYPES,
+    Stop,
+    decode_row,
+    read_some,
+)
 
-# The same sanity limits as the fast reader: a record longer than this is damage.
-MAX_STANDARD_CAPLEN = 262_144
-MAX_BLOCK = 64 << 20
-MAX_EXT_HEADERS = 8
-
-_RAW_LINKTYPES = (LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4,
-                  LINKTYPE_IPV6)  # fmt: skip
 _TAG_TYPES = (dpkt.ethernet.ETH_TYPE_8021Q, dpkt.ethernet.ETH_TYPE_8021AD,
               dpkt.ethernet.ETH_TYPE_QINQ1)  # fmt: skip
 _MPLS_TYPES = (dpkt.ethernet.ETH_TYPE_MPLS, dpkt.ethernet.ETH_TYPE_MPLS_MCAST)
-_NULL_FAMILIES = {2: 4, 24: 6, 28: 6, 30: 6}
 _PPP_PROTOCOLS = {dpkt.ppp.PPP_IP: 4, dpkt.ppp.PPP_IP6: 6}
-# IPv6 extension headers walked by length (fragment, 44, is handled apart): size from h[1].
-_EXT_SIZE = {
-    0: lambda n: (n + 1) * 8,
-    43: lambda n: (n + 1) * 8,
-    60: lambda n: (n + 1) * 8,
-    135: lambda n: (n + 1) * 8,
-    51: lambda n: (n + 2) * 4,
-}
-# Zeek's and Community ID's ICMP request/reply pairs; other types use their code as dport.
-_ICMP_PAIRS = {
-    1: {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17},
-    58: {128: 129, 129: 128, 130: 131, 131: 130, 133: 134, 134: 133,
-         135: 136, 136: 135, 139: 140, 140: 139, 144: 145, 145: 144},
-}  # fmt: skip
 
 
 class _NullFamily(dpkt.loopback.Loopback):
@@ -105,22 +90,15 @@ class _SimplePacketBlockLE(_SimplePacketBlock):
     __byte_order__ = "<"
 
 
-class _Stop(Exception):
-    """Decoding ended before the transport payload, with this status."""
-
-    def __init__(self, status: PacketStatus) -> None:
-        self.status = status
-
-
 def _fields(cls, buf: bytes, off: int = 0, short: PacketStatus | None = None):
     """dpkt's unpacking of the fixed ``cls`` header at ``buf[off:]``, without the decoding of
-    what follows that ``cls(buf)`` would start. When the bytes run out: ``_Stop(short)``, or
+    what follows that ``cls(buf)`` would start. When the bytes run out: ``Stop(short)``, or
     None if no status is given."""
     end = off + cls.__hdr_len__
     if end > len(buf):
         if short is None:
             return None
-        raise _Stop(short)
+        raise Stop(short)
     hdr = cls.__new__(cls)
     dpkt.Packet.unpack(hdr, buf[off:end])
     return hdr
@@ -129,15 +107,6 @@ def _fields(cls, buf: bytes, off: int = 0, short: PacketStatus | None = None):
 # ---------------------------------------------------------------------------
 # Capture records
 # ---------------------------------------------------------------------------
-def _read_some(raw, n: int) -> bytes:
-    """Up to ``n`` bytes in one step, so that a broken compressed stream loses none of the
-    bytes before the break (``read(n)`` of a decompressor drops them when it raises)."""
-    if hasattr(raw, "read1"):
-        return raw.read1(n)
-    buf = bytearray(n)
-    return bytes(buf[: raw.readinto(buf)])
-
-
 class _Stream:
     """The decompressed capture, tracking the offset of the next byte for error messages."""
 
@@ -146,11 +115,20 @@ class _Stream:
         self.path = path
         self.offset = 0
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.raw.close()
+
+    def magic(self) -> bytes:
+        return self.read(4)
+
     def read(self, n: int) -> bytes:
         parts = []
         want = n
         while want:
-            part = _read_some(self.raw, want)
+            part = read_some(self.raw, want)
             if not part:
                 break
             parts.append(part)
@@ -167,6 +145,7 @@ class _Stream:
 
 def _pcap_records(stream: _Stream, head: bytes, report: FileReport) -> Iterator[tuple]:
     """(ts_ns, linktype, wirelen, data) of each classic pcap record, via dpkt's headers."""
+    head += stream.read(20)
     if len(head) < 24:
         raise stream.error(0, "file ends inside the 24-byte pcap header")
     big = PCAP_MAGICS[head[:4]][0] == ">"
@@ -306,28 +285,28 @@ def _link(row, pkt: bytes, linktype: int) -> tuple[int, int]:
         return _ethertype(row, pkt, 20, _fields(dpkt.sll2.SLL2, pkt, 0, short).ethtype)
     if linktype == LINKTYPE_C_HDLC:
         return _ethertype(row, pkt, 4, _fields(_CiscoHDLC, pkt, 0, short).type)
-    if linktype in _RAW_LINKTYPES:
+    if linktype in RAW_LINKTYPES:
         if not pkt:
-            raise _Stop(short)
+            raise Stop(short)
         return 0, _ip_version(pkt[0] >> 4, PacketStatus.BAD_IP_HEADER)
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         header = _LoopFamily if linktype == LINKTYPE_LOOP else _NullFamily
         family = _fields(header, pkt, 0, short).family
         if linktype == LINKTYPE_NULL and family > 0xFFFF:  # written in the other byte order
             family = _fields(_LoopFamily, pkt).family
-        if family not in _NULL_FAMILIES:
-            raise _Stop(PacketStatus.NOT_IP)
-        return 4, _NULL_FAMILIES[family]
+        if family not in NULL_FAMILIES:
+            raise Stop(PacketStatus.NOT_IP)
+        return 4, NULL_FAMILIES[family]
     if linktype == LINKTYPE_PPP:
         off = 2 if pkt[:2] == b"\xff\x03" else 0
         try:
             ppp = dpkt.pppoe.PPP(pkt[off : off + 2])  # 1-byte protocol when its first byte is odd
         except dpkt.UnpackError:
-            raise _Stop(short) from None
+            raise Stop(short) from None
         if ppp.p not in _PPP_PROTOCOLS:
-            raise _Stop(PacketStatus.NOT_IP)
+            raise Stop(PacketStatus.NOT_IP)
         return off + (1 if pkt[off] & 1 else 2), _PPP_PROTOCOLS[ppp.p]
-    raise _Stop(PacketStatus.UNKNOWN_LINKTYPE)
+    raise Stop(PacketStatus.UNKNOWN_LINKTYPE)
 
 
 def _ethertype(row, pkt: bytes, off: int, etype: int) -> tuple[int, int]:
@@ -348,7 +327,7 @@ def _ethertype(row, pkt: bytes, off: int, etype: int) -> tuple[int, int]:
         _fields(dpkt.pppoe.PPPoE, pkt, off, short)
         proto = _fields(_PPPoESessionProtocol, pkt, off + 6, short).p
         if proto not in _PPP_PROTOCOLS:
-            raise _Stop(PacketStatus.NOT_IP)
+            raise Stop(PacketStatus.NOT_IP)
         return off + 8, _PPP_PROTOCOLS[proto]
     if etype in _MPLS_TYPES:
         while True:
@@ -357,34 +336,34 @@ def _ethertype(row, pkt: bytes, off: int, etype: int) -> tuple[int, int]:
             if label.s:
                 break
         if off >= len(pkt):
-            raise _Stop(short)
+            raise Stop(short)
         return off, _ip_version(pkt[off] >> 4, PacketStatus.NOT_IP)
-    raise _Stop(PacketStatus.NOT_IP)
+    raise Stop(PacketStatus.NOT_IP)
 
 
 def _ip_version(nibble: int, otherwise: PacketStatus) -> int:
     if nibble in (4, 6):
         return nibble
-    raise _Stop(otherwise)
+    raise Stop(otherwise)
 
 
 def _ipv4(row, pkt: bytes, l3: int, wirelen: int) -> int:
     """IPv4 header → offset of the transport header."""
     ip = _fields(dpkt.ip.IP, pkt, l3, PacketStatus.TRUNCATED_L3)
     if ip.v != 4 or ip.hl < 5:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     ihl = ip.hl * 4
     if len(pkt) - l3 < ihl:
-        raise _Stop(PacketStatus.TRUNCATED_L3)
+        raise Stop(PacketStatus.TRUNCATED_L3)
     total = ip.len or wirelen - l3  # 0: TCP segmentation offload, the frame tells
     if total < ihl:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     row["ip_len"] = total
     row["proto"] = ip.p
     row["src_hi"], row["src_lo"] = addr_to_halves(ip.src)
     row["dst_hi"], row["dst_lo"] = addr_to_halves(ip.dst)
     if ip.offset:
-        raise _Stop(PacketStatus.FRAGMENT)
+        raise Stop(PacketStatus.FRAGMENT)
     if ip.mf:
         row["flags"] |= PKT_FLAG_FRAGMENT
     return l3 + ihl
@@ -394,7 +373,7 @@ def _ipv6(row, pkt: bytes, l3: int, wirelen: int) -> int:
     """IPv6 header and extension-header chain → offset of the transport header."""
     ip6 = _fields(dpkt.ip6.IP6, pkt, l3, PacketStatus.TRUNCATED_L3)
     if ip6.v != 6:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     row["ip_len"] = 40 + ip6.plen if ip6.plen else max(40, wirelen - l3)  # 0: jumbogram
     row["flags"] |= PKT_FLAG_V6
     row["src_hi"], row["src_lo"] = addr_to_halves(ip6.src)
@@ -407,15 +386,15 @@ def _ipv6(row, pkt: bytes, l3: int, wirelen: int) -> int:
             nh, off = frag.nxt, off + 8
             if frag.frag_off:
                 row["proto"] = nh
-                raise _Stop(PacketStatus.FRAGMENT)
+                raise Stop(PacketStatus.FRAGMENT)
             if frag.m_flag:
                 row["flags"] |= PKT_FLAG_FRAGMENT
-        elif nh in _EXT_SIZE:
+        elif nh in EXT_SIZE:
             # All of them start with next header and length, as dpkt's options header does.
             ext = _fields(dpkt.ip6.IP6OptsHeader, pkt, off, bad)
-            size = _EXT_SIZE[nh](ext.len)
+            size = EXT_SIZE[nh](ext.len)
             if off + size > len(pkt):
-                raise _Stop(bad)
+                raise Stop(bad)
             nh, off = ext.nxt, off + size
         else:
             break
@@ -431,20 +410,20 @@ def _transport(row, pkt: bytes, l4: int) -> None:
     short = PacketStatus.TRUNCATED_L4
     if proto == dpkt.ip.IP_PROTO_TCP:
         if len(seg) < 20:
-            raise _Stop(short)
+            raise Stop(short)
         try:
             tcp = dpkt.tcp.TCP(seg[:20])
         except dpkt.UnpackError:  # dpkt refuses a data offset under 5
-            raise _Stop(PacketStatus.BAD_L4_HEADER) from None
+            raise Stop(PacketStatus.BAD_L4_HEADER) from None
         row["sport"], row["dport"], row["tcp_flags"] = tcp.sport, tcp.dport, tcp.flags & 0xFF
         hdr = tcp.off * 4
     elif proto == dpkt.ip.IP_PROTO_UDP:
         udp = _fields(dpkt.udp.UDP, seg, 0, short)
         row["sport"], row["dport"] = udp.sport, udp.dport
         hdr = 8
-    elif proto in _ICMP_PAIRS:
+    elif proto in ICMP_PAIRS:
         icmp = _fields(dpkt.icmp.ICMP if proto == 1 else dpkt.icmp6.ICMP6, seg, 0, short)
-        row["sport"], row["dport"] = icmp.type, _ICMP_PAIRS[proto].get(icmp.type, icmp.code)
+        row["sport"], row["dport"] = icmp.type, ICMP_PAIRS[proto].get(icmp.type, icmp.code)
         hdr = 4
     else:
         hdr = 0
@@ -454,49 +433,7 @@ def _transport(row, pkt: bytes, l4: int) -> None:
 
 def _decode(row, pkt: bytes) -> None:
     """Fill the header columns of one PACKET row whose record columns are set."""
-    try:
-        l3, version = _link(row, pkt, int(row["linktype"]))
-        row["l3_off"] = l3
-        wirelen = int(row["wirelen"])
-        l4 = _ipv4(row, pkt, l3, wirelen) if version == 4 else _ipv6(row, pkt, l3, wirelen)
-        row["l4_off"] = l4
-        _transport(row, pkt, l4)
-        row["status"] = PacketStatus.OK
-    except _Stop as stop:
-        row["status"] = stop.status
-
-
-# ---------------------------------------------------------------------------
-# Batches
-# ---------------------------------------------------------------------------
-class _Batch:
-    """Packets collected until a PacketBatch is full."""
-
-    def __init__(self, path: str, size: int) -> None:
-        self.path = path
-        self.size = size
-        self.reset()
-
-    def reset(self) -> None:
-        self.packets = np.zeros(self.size, PACKET)
-        self.chunks: list[bytes] = []
-        self.n = 0
-        self.data_off = 0
-
-    def add(self, frame: int, ts_ns: int, linktype: int, wirelen: int, data: bytes) -> None:
-        row = self.packets[self.n]
-        row["frame"], row["ts_ns"], row["data_off"] = frame, ts_ns, self.data_off
-        row["caplen"], row["wirelen"], row["linktype"] = len(data), wirelen, linktype & 0xFFFF
-        _decode(row, data)
-        self.chunks.append(data)
-        self.data_off += len(data)
-        self.n += 1
-
-    def take(self) -> PacketBatch:
-        buf = np.frombuffer(bytearray(b"".join(self.chunks)), np.uint8)
-        batch = PacketBatch(self.path, buf, self.packets[: self.n])
-        self.reset()
-        return batch
+    decode_row(row, pkt, _link, _ipv4, _ipv6, _transport)
 
 
 def iter_batches(
@@ -504,38 +441,6 @@ def iter_batches(
 ) -> Iterator[PacketBatch]:
     """Decoded batches of one capture. Damage ends the file with ``report.error`` set; every
     packet read before it is yielded."""
-    name = str(path)
-    try:
-        raw, report.compression = open_stream(path)
-    except ReaderError as exc:
-        report.error = str(exc)
-        return
-    batch = _Batch(name, batch_packets)
-    with raw:
-        stream = _Stream(raw, name)
-        try:
-            head = stream.read(4)
-            if not head:
-                raise stream.error(0, "file is empty")
-            if head in PCAP_MAGICS:
-                report.format = "pcap"
-                records = _pcap_records(stream, head + stream.read(20), report)
-            elif head == PCAPNG_MAGIC:
-                report.format = "pcapng"
-                records = _pcapng_records(stream, head, report)
-            else:
-                raise stream.error(0, f"not a pcap or pcapng file (starts with {head.hex()})")
-            for ts_ns, linktype, wirelen, data in records:
-                report.packets += 1
-                batch.add(report.packets, ts_ns, linktype, wirelen, data)
-                if batch.n == batch_packets:
-                    yield batch.take()
-        except TruncatedTail as exc:
-            report.warnings.append(str(exc))
-        except ReaderError as exc:
-            report.error = str(exc)
-        except DECOMPRESS_ERRORS as exc:
-            reason = f"cannot decompress ({report.compression}): {exc}"
-            report.error = str(stream.error(stream.offset, reason))
-    if batch.n:
-        yield batch.take()
+    yield from _python.iter_batches(
+        path, report, batch_packets, _Stream, _pcap_records, _pcapng_records, _decode
+    )

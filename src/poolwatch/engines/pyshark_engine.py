@@ -19,17 +19,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ReaderError, TruncatedTail
 from ..readers.source import DECOMPRESS_ERRORS, PCAP_MAGICS, PCAPNG_MAGIC, open_stream
 from ..records import (
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_RAW,
-    LINKTYPE_RAW_DLT12,
-    LINKTYPE_RAW_OPENBSD,
-    PACKET,
     PKT_FLAG_FRAGMENT,
     PKT_FLAG_V6,
     SUPPORTED_LINKTYPES,
@@ -38,14 +30,13 @@ from ..records import (
     PacketStatus,
     addr_to_halves,
 )
+from ._python import ICMP_PAIRS, MAX_EXT_HEADERS, RAW_LINKTYPES, Batch, Stop, decode_row, read_some
 
 # Wireshark's encapsulation numbers (frame.encap_type) for the link types poolwatch decodes.
 # Link types 12 and 14 share WTAP_ENCAP_RAW_IP with 101, so they come back as 101.
 _ENCAP_LINKTYPES = {1: 1, 4: 9, 7: 101, 15: 0, 25: 113, 28: 104, 129: 228, 130: 229, 174: 108,
                     210: 276}  # fmt: skip
 _UNKNOWN_LINKTYPE = 0xFFFF
-_RAW_LINKTYPES = (LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4,
-                  LINKTYPE_IPV6)  # fmt: skip
 # tshark protocols that make up the link-layer headers the contract follows.
 _LINK_LAYERS = {"eth", "ethertype", "vlan", "ieee8021ad", "pppoes", "ppp", "mpls", "sll", "raw",
                 "null", "chdlc"}  # fmt: skip
@@ -61,26 +52,12 @@ _EXT_LAYERS = {
     "fraghdr": ("nxt", lambda h: 8),
 }
 _EXT_PROTOCOLS = {0: "hopopts", 60: "dstopts", 43: "routing", 135: "mipv6", 51: "ah", 44: "fraghdr"}
-MAX_EXT_HEADERS = 8
-# Zeek's and Community ID's ICMP request/reply pairs; other types use their code as dport.
-_ICMP_PAIRS = {
-    1: {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17},
-    58: {128: 129, 129: 128, 130: 131, 131: 130, 133: 134, 134: 133,
-         135: 136, 136: 135, 139: 140, 140: 139, 144: 145, 145: 144},
-}  # fmt: skip
 # Reassembly would move upper-layer fields to the last fragment or segment: keep each frame alone.
 _PREFERENCES = {
     "ip.defragment": "FALSE",
     "ipv6.defragment": "FALSE",
     "tcp.desegment_tcp_streams": "FALSE",
 }
-
-
-class _Stop(Exception):
-    """Decoding ended before the transport payload, with this status."""
-
-    def __init__(self, status: PacketStatus) -> None:
-        self.status = status
 
 
 def _field(layer, name: str) -> str | None:
@@ -142,10 +119,11 @@ def _ip_layer(pkt):
     return layer, version, pos
 
 
-def _link(row, pkt, linktype: int, caplen: int) -> tuple[object, int, int]:
-    """(IP layer, version, l3_off), after the tags; else the link-layer status."""
+def _link(row, pkt, linktype: int) -> tuple[int, int]:
+    """(l3_off, IP version), after the tags; else the link-layer status."""
+    caplen = int(row["caplen"])
     if linktype not in SUPPORTED_LINKTYPES:
-        raise _Stop(PacketStatus.UNKNOWN_LINKTYPE)
+        raise Stop(PacketStatus.UNKNOWN_LINKTYPE)
     ip = _ip_layer(pkt)
     l3 = ip[2] if ip else caplen
     tags = sorted(
@@ -158,13 +136,13 @@ def _link(row, pkt, linktype: int, caplen: int) -> tuple[object, int, int]:
     for (_, vid), column in zip(tags, ("vlan", "inner_vlan")):
         row[column] = vid
     if ip and not _other_protocol_before(pkt, ip[0], l3):
-        return ip
-    if ip is None and linktype in _RAW_LINKTYPES:  # tshark found no IP version it knows
-        raise _Stop(PacketStatus.TRUNCATED_L2 if caplen == 0 else PacketStatus.BAD_IP_HEADER)
+        return l3, ip[1]
+    if ip is None and linktype in RAW_LINKTYPES:  # tshark found no IP version it knows
+        raise Stop(PacketStatus.TRUNCATED_L2 if caplen == 0 else PacketStatus.BAD_IP_HEADER)
     protocols = _field(pkt.frame_info, "protocols").split(":")
     if "_ws.malformed" in pkt and protocols[-1] in _LINK_LAYERS:
-        raise _Stop(PacketStatus.TRUNCATED_L2)
-    raise _Stop(PacketStatus.NOT_IP)
+        raise Stop(PacketStatus.TRUNCATED_L2)
+    raise Stop(PacketStatus.NOT_IP)
 
 
 def _other_protocol_before(pkt, ip, l3: int) -> bool:
@@ -181,35 +159,37 @@ def _other_protocol_before(pkt, ip, l3: int) -> bool:
     return False
 
 
-def _ipv4(row, ip, l3: int, caplen: int, wirelen: int) -> int:
+def _ipv4(row, pkt, l3: int, wirelen: int) -> int:
     """IPv4 fields → offset of the transport header."""
+    ip, caplen = pkt["ip"], int(row["caplen"])  # the layer _ip_layer found
     if caplen - l3 < 20:
-        raise _Stop(PacketStatus.TRUNCATED_L3)
+        raise Stop(PacketStatus.TRUNCATED_L3)
     ihl = _int(ip, "hdr_len")
     if _int(ip, "version") != 4 or ihl is None or ihl < 20:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     if caplen - l3 < ihl:
-        raise _Stop(PacketStatus.TRUNCATED_L3)
+        raise Stop(PacketStatus.TRUNCATED_L3)
     total = _int(ip, "len")  # tshark shows wirelen - l3 for 0 (segmentation offload) already
     if total is None or total < ihl:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     row["ip_len"] = total
     row["proto"] = _int(ip, "proto")
     row["src_hi"], row["src_lo"] = addr_to_halves(_field(ip, "src"))
     row["dst_hi"], row["dst_lo"] = addr_to_halves(_field(ip, "dst"))
     if _int(ip, "frag_offset"):
-        raise _Stop(PacketStatus.FRAGMENT)
+        raise Stop(PacketStatus.FRAGMENT)
     if _int(ip, "flags") & 0x01:  # tshark's 3-bit flags: reserved, DF, MF
         row["flags"] |= PKT_FLAG_FRAGMENT
     return l3 + ihl
 
 
-def _ipv6(row, ip6, l3: int, caplen: int, wirelen: int) -> int:
+def _ipv6(row, pkt, l3: int, wirelen: int) -> int:
     """IPv6 fields and extension headers → offset of the transport header."""
+    ip6, caplen = pkt["ipv6"], int(row["caplen"])  # the layer _ip_layer found
     if caplen - l3 < 40:
-        raise _Stop(PacketStatus.TRUNCATED_L3)
+        raise Stop(PacketStatus.TRUNCATED_L3)
     if _int(ip6, "version") != 6:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     plen = _int(ip6, "plen")
     row["ip_len"] = 40 + plen if plen else max(40, wirelen - l3)  # 0: jumbogram
     row["flags"] |= PKT_FLAG_V6
@@ -223,16 +203,16 @@ def _ipv6(row, ip6, l3: int, caplen: int, wirelen: int) -> int:
             break
         header = headers.get(off)
         if header is None or header[0] != _EXT_PROTOCOLS[nh]:  # tshark gave up on it
-            raise _Stop(bad)
+            raise Stop(bad)
         kind, layer = header
         next_field, size = _EXT_LAYERS[kind]
         if off + size(layer) > caplen:
-            raise _Stop(bad)
+            raise Stop(bad)
         nh, off = _int(layer, next_field), off + size(layer)
         if kind == "fraghdr":
             if _int(layer, "offset"):
                 row["proto"] = nh
-                raise _Stop(PacketStatus.FRAGMENT)
+                raise Stop(PacketStatus.FRAGMENT)
             if _int(layer, "more"):
                 row["flags"] |= PKT_FLAG_FRAGMENT
     row["proto"] = nh
@@ -254,9 +234,9 @@ def _extension_headers(ip6) -> dict[int, tuple[str, object]]:
     return found
 
 
-def _transport(row, pkt, l4: int, caplen: int) -> None:
+def _transport(row, pkt, l4: int) -> None:
     """TCP/UDP/ICMP fields: ports, flags and the payload span."""
-    ip_end = min(int(row["l3_off"]) + int(row["ip_len"]), caplen)
+    ip_end = min(int(row["l3_off"]) + int(row["ip_len"]), int(row["caplen"]))
     avail = ip_end - l4
     proto = int(row["proto"])
     short = PacketStatus.TRUNCATED_L4
@@ -264,26 +244,26 @@ def _transport(row, pkt, l4: int, caplen: int) -> None:
     layer = pkt[layer_name] if layer_name and layer_name in pkt else None
     if proto == 6:
         if avail < 20:
-            raise _Stop(short)
+            raise Stop(short)
         hdr = _int(layer, "hdr_len") if layer is not None else None
         if hdr is not None and hdr < 20:
-            raise _Stop(PacketStatus.BAD_L4_HEADER)
+            raise Stop(PacketStatus.BAD_L4_HEADER)
         if hdr is not None:
             row["sport"], row["dport"] = _int(layer, "srcport"), _int(layer, "dstport")
             row["tcp_flags"] = _int(layer, "flags") & 0xFF
         hdr = hdr or 20  # tshark did not dissect it: the least a TCP header can be
     elif proto == 17:
         if avail < 8:
-            raise _Stop(short)
+            raise Stop(short)
         if layer is not None:
             row["sport"], row["dport"] = _int(layer, "srcport"), _int(layer, "dstport")
         hdr = 8
-    elif proto in _ICMP_PAIRS:
+    elif proto in ICMP_PAIRS:
         if avail < 4:
-            raise _Stop(short)
+            raise Stop(short)
         if layer is not None:
             itype = _int(layer, "type")
-            row["sport"], row["dport"] = itype, _ICMP_PAIRS[proto].get(itype, _int(layer, "code"))
+            row["sport"], row["dport"] = itype, ICMP_PAIRS[proto].get(itype, _int(layer, "code"))
         hdr = 4
     else:
         hdr = 0
@@ -293,19 +273,7 @@ def _transport(row, pkt, l4: int, caplen: int) -> None:
 
 def _decode(row, pkt) -> None:
     """Fill the header columns of one PACKET row from tshark's dissection of the packet."""
-    caplen, wirelen = int(row["caplen"]), int(row["wirelen"])
-    try:
-        ip, version, l3 = _link(row, pkt, int(row["linktype"]), caplen)
-        row["l3_off"] = l3
-        if version == 4:
-            l4 = _ipv4(row, ip, l3, caplen, wirelen)
-        else:
-            l4 = _ipv6(row, ip, l3, caplen, wirelen)
-        row["l4_off"] = l4
-        _transport(row, pkt, l4, caplen)
-        row["status"] = PacketStatus.OK
-    except _Stop as stop:
-        row["status"] = stop.status
+    decode_row(row, pkt, _link, _ipv4, _ipv6, _transport)
 
 
 def _ts_ns(time_epoch: str | None) -> int:
@@ -358,21 +326,12 @@ def _readable_by_tshark(path: Path, report: FileReport):
         with tempfile.NamedTemporaryFile(prefix="poolwatch-", suffix=".pcap") as tmp:
             tmp.write(head)
             try:
-                while chunk := _read_some(stream, 1 << 20):
+                while chunk := read_some(stream, 1 << 20):
                     tmp.write(chunk)
             except DECOMPRESS_ERRORS as exc:  # tshark still reads what came before
                 report.error = str(ReaderError(str(path), tmp.tell(), f"cannot decompress: {exc}"))
             tmp.flush()
             yield Path(tmp.name)
-
-
-def _read_some(raw, n: int) -> bytes:
-    """Up to ``n`` bytes in one step, so that a broken compressed stream loses none of the
-    bytes before the break (``read(n)`` of a decompressor drops them when it raises)."""
-    if hasattr(raw, "read1"):
-        return raw.read1(n)
-    buf = bytearray(n)
-    return bytes(buf[: raw.readinto(buf)])
 
 
 def iter_batches(
@@ -393,7 +352,7 @@ def iter_batches(
             os.fspath(readable), keep_packets=False, use_json=True, include_raw=True,
             override_prefs=_PREFERENCES,
         )  # fmt: skip
-        batch = _Batch(name, batch_packets)
+        batch = Batch(name, batch_packets, _decode)
         end_of_records = 24  # pcap: where the next record starts
         packets = iter(capture)
         try:
@@ -402,7 +361,7 @@ def iter_batches(
                 data = pkt.get_raw_packet() if _int(frame, "cap_len") else b""  # no bytes, no raw
                 number, ts_ns = _int(frame, "number"), _ts_ns(_field(frame, "time_epoch"))
                 linktype = _ENCAP_LINKTYPES.get(_int(frame, "encap_type"), _UNKNOWN_LINKTYPE)
-                batch.add(pkt, number, ts_ns, linktype, _int(frame, "len"), data)
+                batch.add(number, ts_ns, linktype, _int(frame, "len"), data, pkt)
                 report.packets += 1
                 end_of_records += 16 + len(data)
                 if batch.n == batch_packets:
@@ -462,36 +421,6 @@ def _set_error(report: FileReport, path: str, end_of_records: int, reason: str) 
             report.warnings.append(str(TruncatedTail(path, where, reason)))
         else:
             report.error = str(ReaderError(path, where, reason))
-
-
-class _Batch:
-    """Packets collected until a PacketBatch is full."""
-
-    def __init__(self, path: str, size: int) -> None:
-        self.path = path
-        self.size = size
-        self.reset()
-
-    def reset(self) -> None:
-        self.packets = np.zeros(self.size, PACKET)
-        self.chunks: list[bytes] = []
-        self.n = 0
-        self.data_off = 0
-
-    def add(self, pkt, frame: int, ts_ns: int, linktype: int, wirelen: int, data: bytes) -> None:
-        row = self.packets[self.n]
-        row["frame"], row["ts_ns"], row["data_off"] = frame, ts_ns, self.data_off
-        row["caplen"], row["wirelen"], row["linktype"] = len(data), wirelen, linktype
-        _decode(row, pkt)
-        self.chunks.append(data)
-        self.data_off += len(data)
-        self.n += 1
-
-    def take(self) -> PacketBatch:
-        buf = np.frombuffer(bytearray(b"".join(self.chunks)), np.uint8)
-        batch = PacketBatch(self.path, buf, self.packets[: self.n])
-        self.reset()
-        return batch
 
 
 def _decompressed_size(path: Path) -> int:

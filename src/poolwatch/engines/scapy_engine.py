@@ -20,24 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-
 from ..errors import ReaderError, TruncatedTail
-from ..readers.source import DECOMPRESS_ERRORS, PCAP_MAGICS, PCAPNG_MAGIC, open_stream
+from ..readers.source import DECOMPRESS_ERRORS
 from ..records import (
     LINKTYPE_C_HDLC,
     LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
     LINKTYPE_PPP,
-    LINKTYPE_RAW,
-    LINKTYPE_RAW_DLT12,
-    LINKTYPE_RAW_OPENBSD,
-    PACKET,
     PKT_FLAG_FRAGMENT,
     PKT_FLAG_V6,
     FileReport,
@@ -45,29 +37,19 @@ from ..records import (
     PacketStatus,
     addr_to_halves,
 )
+from . import _python
+from ._python import (
+    EXT_SIZE,
+    ICMP_PAIRS,
+    MAX_EXT_HEADERS,
+    MAX_STANDARD_CAPLEN,
+    NULL_FAMILIES,
+    RAW_LINKTYPES,
+    Stop,
+    decode_row,
+)
 
-# The same sanity limit as the fast reader: a record longer than this is damage.
-MAX_STANDARD_CAPLEN = 262_144
-MAX_EXT_HEADERS = 8
-
-_RAW_LINKTYPES = (LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4,
-                  LINKTYPE_IPV6)  # fmt: skip
-_NULL_FAMILIES = {2: 4, 24: 6, 28: 6, 30: 6}
 _PPP_PROTOCOLS = {0x21: 4, 0x57: 6}
-# IPv6 extension headers walked by length (fragment, 44, is handled apart): size from h[1].
-_EXT_SIZE = {
-    0: lambda n: (n + 1) * 8,
-    43: lambda n: (n + 1) * 8,
-    60: lambda n: (n + 1) * 8,
-    135: lambda n: (n + 1) * 8,
-    51: lambda n: (n + 2) * 4,
-}
-# Zeek's and Community ID's ICMP request/reply pairs; other types use their code as dport.
-_ICMP_PAIRS = {
-    1: {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17},
-    58: {128: 129, 129: 128, 130: 131, 131: 130, 133: 134, 134: 133,
-         135: 136, 136: 135, 139: 140, 140: 139, 144: 145, 145: 144},
-}  # fmt: skip
 
 
 class _Damaged(Exception):
@@ -210,26 +192,35 @@ class _Counted(io.RawIOBase):
         super().close()
 
 
-class _Stop(Exception):
-    """Decoding ended before the transport payload, with this status."""
+class _Capture(io.BufferedReader):
+    """The capture as scapy's readers take it, buffered so that the engine can peek at the
+    magic scapy reads itself."""
 
-    def __init__(self, status: PacketStatus) -> None:
-        self.status = status
+    def __init__(self, raw, path: str) -> None:
+        super().__init__(_Counted(raw))
+        self.path = path
+
+    def magic(self) -> bytes:
+        return self.peek(4)[:4]
+
+    @property
+    def offset(self) -> int:
+        return self.raw.pos
 
 
 def _layer(cls, pkt: bytes, off: int, size: int, short: PacketStatus):
     """scapy's dissection of the one header ``cls`` in ``pkt[off:off + size]``."""
     if off + size > len(pkt):
-        raise _Stop(short)
+        raise Stop(short)
     return cls(pkt[off : off + size])
 
 
 # ---------------------------------------------------------------------------
 # Capture records
 # ---------------------------------------------------------------------------
-def _pcap_records(stream, path: str, report: FileReport) -> Iterator[tuple]:
+def _pcap_records(stream: _Capture, head: bytes, report: FileReport) -> Iterator[tuple]:
     """(ts_ns, linktype, wirelen, data) of each classic pcap record, read by RawPcapReader."""
-    s = _scapy()
+    s, path = _scapy(), stream.path
     try:
         reader = s.RawPcapReader(stream)
     except s.Scapy_Exception as exc:
@@ -262,9 +253,9 @@ def _pcap_records(stream, path: str, report: FileReport) -> Iterator[tuple]:
         yield meta.sec * 1_000_000_000 + meta.usec * frac_ns, linktype, meta.wirelen, data
 
 
-def _pcapng_records(stream, path: str, report: FileReport) -> Iterator[tuple]:
+def _pcapng_records(stream: _Capture, head: bytes, report: FileReport) -> Iterator[tuple]:
     """(ts_ns, linktype, wirelen, data) of each pcapng packet, each on its own interface."""
-    s = _scapy()
+    s, path = _scapy(), stream.path
     try:
         reader = s.PcapNgReader(stream)
     except s.Scapy_Exception as exc:
@@ -304,7 +295,7 @@ def _link(row, pkt: bytes, linktype: int) -> tuple[int, int]:
     if linktype == LINKTYPE_ETHERNET:
         eth = _layer(s.Ether, pkt, 0, 14, short)
         if isinstance(eth, s.Dot3):  # scapy's reading of a type field under 1536: a length
-            raise _Stop(PacketStatus.NOT_IP)
+            raise Stop(PacketStatus.NOT_IP)
         return _ethertype(row, pkt, 14, eth.type)
     if linktype == LINKTYPE_LINUX_SLL:
         return _ethertype(row, pkt, 16, _layer(s.CookedLinux, pkt, 0, 16, short).proto)
@@ -312,9 +303,9 @@ def _link(row, pkt: bytes, linktype: int) -> tuple[int, int]:
         return _ethertype(row, pkt, 20, _layer(s.CookedLinuxV2, pkt, 0, 20, short).proto)
     if linktype == LINKTYPE_C_HDLC:
         return _ethertype(row, pkt, 4, _layer(s.CiscoHDLC, pkt, 0, 4, short).proto)
-    if linktype in _RAW_LINKTYPES:
+    if linktype in RAW_LINKTYPES:
         if not pkt:
-            raise _Stop(short)
+            raise Stop(short)
         return 0, _ip_version(pkt[0] >> 4, PacketStatus.BAD_IP_HEADER)
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         # scapy's Loopback reads the first byte only; its OpenBSD variant the whole field.
@@ -322,19 +313,19 @@ def _link(row, pkt: bytes, linktype: int) -> tuple[int, int]:
         swapped = int.from_bytes(family.to_bytes(4, "big"), "little")
         if linktype == LINKTYPE_NULL and swapped <= 0xFFFF:  # written little-endian
             family = swapped
-        if family not in _NULL_FAMILIES:
-            raise _Stop(PacketStatus.NOT_IP)
-        return 4, _NULL_FAMILIES[family]
+        if family not in NULL_FAMILIES:
+            raise Stop(PacketStatus.NOT_IP)
+        return 4, NULL_FAMILIES[family]
     if linktype == LINKTYPE_PPP:
         off = 2 if pkt[:2] == b"\xff\x03" else 0
         if off >= len(pkt):
-            raise _Stop(short)
+            raise Stop(short)
         size = 1 if pkt[off] & 1 else 2  # scapy's PPP reads 1 or 2 bytes by the same rule
         proto = _layer(s.PPP, pkt, off, size, short).proto if pkt[off] != 0xFF else 0xFF
         if proto not in _PPP_PROTOCOLS:
-            raise _Stop(PacketStatus.NOT_IP)
+            raise Stop(PacketStatus.NOT_IP)
         return off + size, _PPP_PROTOCOLS[proto]
-    raise _Stop(PacketStatus.UNKNOWN_LINKTYPE)
+    raise Stop(PacketStatus.UNKNOWN_LINKTYPE)
 
 
 def _ethertype(row, pkt: bytes, off: int, etype: int) -> tuple[int, int]:
@@ -356,12 +347,12 @@ def _ethertype(row, pkt: bytes, off: int, etype: int) -> tuple[int, int]:
     if etype == 0x8864:  # PPPoE session, then a 2-byte PPP protocol
         _layer(s.PPPoE, pkt, off, 6, short)
         if off + 8 > len(pkt):
-            raise _Stop(short)
+            raise Stop(short)
         if pkt[off + 6] & 1:  # scapy would read a 1-byte protocol; PPPoE carries 2 bytes
-            raise _Stop(PacketStatus.NOT_IP)
+            raise Stop(PacketStatus.NOT_IP)
         proto = _layer(s.PPP, pkt, off + 6, 2, short).proto
         if proto not in _PPP_PROTOCOLS:
-            raise _Stop(PacketStatus.NOT_IP)
+            raise Stop(PacketStatus.NOT_IP)
         return off + 8, _PPP_PROTOCOLS[proto]
     if etype in (0x8847, 0x8848):
         while True:
@@ -370,34 +361,34 @@ def _ethertype(row, pkt: bytes, off: int, etype: int) -> tuple[int, int]:
             if label.s:
                 break
         if off >= len(pkt):
-            raise _Stop(short)
+            raise Stop(short)
         return off, _ip_version(pkt[off] >> 4, PacketStatus.NOT_IP)
-    raise _Stop(PacketStatus.NOT_IP)
+    raise Stop(PacketStatus.NOT_IP)
 
 
 def _ip_version(nibble: int, otherwise: PacketStatus) -> int:
     if nibble in (4, 6):
         return nibble
-    raise _Stop(otherwise)
+    raise Stop(otherwise)
 
 
 def _ipv4(row, pkt: bytes, l3: int, wirelen: int) -> int:
     """IPv4 header → offset of the transport header."""
     ip = _layer(_scapy().IP, pkt, l3, 20, PacketStatus.TRUNCATED_L3)
     if ip.version != 4 or ip.ihl < 5:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     ihl = ip.ihl * 4
     if len(pkt) - l3 < ihl:
-        raise _Stop(PacketStatus.TRUNCATED_L3)
+        raise Stop(PacketStatus.TRUNCATED_L3)
     total = ip.len or wirelen - l3  # 0: TCP segmentation offload, the frame tells
     if total < ihl:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     row["ip_len"] = total
     row["proto"] = ip.proto
     row["src_hi"], row["src_lo"] = addr_to_halves(ip.src)
     row["dst_hi"], row["dst_lo"] = addr_to_halves(ip.dst)
     if ip.frag:
-        raise _Stop(PacketStatus.FRAGMENT)
+        raise Stop(PacketStatus.FRAGMENT)
     if ip.flags.MF:
         row["flags"] |= PKT_FLAG_FRAGMENT
     return l3 + ihl
@@ -408,7 +399,7 @@ def _ipv6(row, pkt: bytes, l3: int, wirelen: int) -> int:
     s = _scapy()
     ip6 = _layer(s.IPv6, pkt, l3, 40, PacketStatus.TRUNCATED_L3)
     if ip6.version != 6:
-        raise _Stop(PacketStatus.BAD_IP_HEADER)
+        raise Stop(PacketStatus.BAD_IP_HEADER)
     row["ip_len"] = 40 + ip6.plen if ip6.plen else max(40, wirelen - l3)  # 0: jumbogram
     row["flags"] |= PKT_FLAG_V6
     row["src_hi"], row["src_lo"] = addr_to_halves(ip6.src)
@@ -421,15 +412,15 @@ def _ipv6(row, pkt: bytes, l3: int, wirelen: int) -> int:
             nh, off = frag.nh, off + 8
             if frag.offset:
                 row["proto"] = nh
-                raise _Stop(PacketStatus.FRAGMENT)
+                raise Stop(PacketStatus.FRAGMENT)
             if frag.m:
                 row["flags"] |= PKT_FLAG_FRAGMENT
-        elif nh in _EXT_SIZE:
+        elif nh in EXT_SIZE:
             # All of them start with next header and length, as scapy's options header does.
             ext = _layer(s.IPv6ExtHdrDestOpt, pkt, off, 2, bad)
-            size = _EXT_SIZE[nh](ext.len)
+            size = EXT_SIZE[nh](ext.len)
             if off + size > len(pkt):
-                raise _Stop(bad)
+                raise Stop(bad)
             nh, off = ext.nh, off + size
         else:
             break
@@ -447,16 +438,16 @@ def _transport(row, pkt: bytes, l4: int) -> None:
     if proto == 6:
         tcp = _layer(s.TCP, seg, 0, 20, short)
         if tcp.dataofs < 5:
-            raise _Stop(PacketStatus.BAD_L4_HEADER)
+            raise Stop(PacketStatus.BAD_L4_HEADER)
         row["sport"], row["dport"], row["tcp_flags"] = tcp.sport, tcp.dport, int(tcp.flags) & 0xFF
         hdr = tcp.dataofs * 4
     elif proto == 17:
         udp = _layer(s.UDP, seg, 0, 8, short)
         row["sport"], row["dport"] = udp.sport, udp.dport
         hdr = 8
-    elif proto in _ICMP_PAIRS:
+    elif proto in ICMP_PAIRS:
         icmp = _layer(s.ICMPHeader, seg, 0, 4, short)
-        row["sport"], row["dport"] = icmp.type, _ICMP_PAIRS[proto].get(icmp.type, icmp.code)
+        row["sport"], row["dport"] = icmp.type, ICMP_PAIRS[proto].get(icmp.type, icmp.code)
         hdr = 4
     else:
         hdr = 0
@@ -466,49 +457,7 @@ def _transport(row, pkt: bytes, l4: int) -> None:
 
 def _decode(row, pkt: bytes) -> None:
     """Fill the header columns of one PACKET row whose record columns are set."""
-    try:
-        l3, version = _link(row, pkt, int(row["linktype"]))
-        row["l3_off"] = l3
-        wirelen = int(row["wirelen"])
-        l4 = _ipv4(row, pkt, l3, wirelen) if version == 4 else _ipv6(row, pkt, l3, wirelen)
-        row["l4_off"] = l4
-        _transport(row, pkt, l4)
-        row["status"] = PacketStatus.OK
-    except _Stop as stop:
-        row["status"] = stop.status
-
-
-# ---------------------------------------------------------------------------
-# Batches
-# ---------------------------------------------------------------------------
-class _Batch:
-    """Packets collected until a PacketBatch is full."""
-
-    def __init__(self, path: str, size: int) -> None:
-        self.path = path
-        self.size = size
-        self.reset()
-
-    def reset(self) -> None:
-        self.packets = np.zeros(self.size, PACKET)
-        self.chunks: list[bytes] = []
-        self.n = 0
-        self.data_off = 0
-
-    def add(self, frame: int, ts_ns: int, linktype: int, wirelen: int, data: bytes) -> None:
-        row = self.packets[self.n]
-        row["frame"], row["ts_ns"], row["data_off"] = frame, ts_ns, self.data_off
-        row["caplen"], row["wirelen"], row["linktype"] = len(data), wirelen, linktype & 0xFFFF
-        _decode(row, data)
-        self.chunks.append(data)
-        self.data_off += len(data)
-        self.n += 1
-
-    def take(self) -> PacketBatch:
-        buf = np.frombuffer(bytearray(b"".join(self.chunks)), np.uint8)
-        batch = PacketBatch(self.path, buf, self.packets[: self.n])
-        self.reset()
-        return batch
+    decode_row(row, pkt, _link, _ipv4, _ipv6, _transport)
 
 
 def iter_batches(
@@ -516,38 +465,6 @@ def iter_batches(
 ) -> Iterator[PacketBatch]:
     """Decoded batches of one capture. Damage ends the file with ``report.error`` set; every
     packet read before it is yielded."""
-    name = str(path)
-    try:
-        raw, report.compression = open_stream(path)
-    except ReaderError as exc:
-        report.error = str(exc)
-        return
-    batch = _Batch(name, batch_packets)
-    counted = _Counted(raw)
-    with io.BufferedReader(counted) as stream:  # scapy reads the magic: peek at it
-        try:
-            head = stream.peek(4)[:4]
-            if not head:
-                raise ReaderError(name, 0, "file is empty")
-            if head in PCAP_MAGICS:
-                report.format = "pcap"
-                records = _pcap_records(stream, name, report)
-            elif head == PCAPNG_MAGIC:
-                report.format = "pcapng"
-                records = _pcapng_records(stream, name, report)
-            else:
-                raise ReaderError(name, 0, f"not a pcap or pcapng file (starts with {head.hex()})")
-            for ts_ns, linktype, wirelen, data in records:
-                report.packets += 1
-                batch.add(report.packets, ts_ns, linktype, wirelen, data)
-                if batch.n == batch_packets:
-                    yield batch.take()
-        except TruncatedTail as exc:
-            report.warnings.append(str(exc))
-        except ReaderError as exc:
-            report.error = str(exc)
-        except DECOMPRESS_ERRORS as exc:
-            reason = f"cannot decompress ({report.compression}): {exc}"
-            report.error = str(ReaderError(name, counted.pos, reason))
-    if batch.n:
-        yield batch.take()
+    yield from _python.iter_batches(
+        path, report, batch_packets, _Capture, _pcap_records, _pcapng_records, _decode
+    )
