@@ -24,6 +24,8 @@ from .records import PacketBatch, PacketStatus, FileReport, Weirds
 
 log = logging.getLogger(__name__)
 
+FLUSH_SLICE = 1 << 16
+
 
 @dataclass
 class ScanSummary:
@@ -113,4 +115,6 @@ def scan_flows(
     summary.flows += len(last)
     summary.evicted_flows = table.evicted
     summary.elapsed_s = time.perf_counter() - summary.started
-    yield last
+    # In slices, so that a consumer's per-chunk copies stay small at the end of a big scan.
+    for start in range(0, max(len(last), 1), FLUSH_SLICE):
+        yield last[start : start + FLUSH_SLICE]
