@@ -10,6 +10,7 @@ Exit status (documented in docs/cli.md):
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from enum import Enum
@@ -25,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .errors import ConfigError, PoolwatchError
+from .kernels import skip_blas_probe
 from .flows import FLOW_COLUMNS, FlowSettings, flow_csv, flow_table
 from .output import RecordWriter
 from .records import FLOW
@@ -248,7 +250,27 @@ def flows(
 
 
 def main() -> None:
-    app()
+    """The ``poolwatch`` command. Exits without the interpreter's teardown.
+
+    Unloading numba and llvmlite at exit took 0.17 s of every run. Every file the command
+    writes is closed and the standard streams are flushed before ``os._exit``; nothing of
+    poolwatch's registers an ``atexit`` hook.
+    """
+    skip_blas_probe()  # a third of the start-up; see its docstring
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): nothing more to say there
+            code = code or 1
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -29,3 +29,14 @@ class DecodeError(PoolwatchError):
 
 class ConfigError(PoolwatchError):
     """An option or setting has a value poolwatch cannot use."""
+
+
+class FingerprintError(PoolwatchError):
+    """A fingerprint data file is invalid. Names the file, the entry or line, and what is wrong."""
+
+    def __init__(self, path: str, where: str | None, reason: str) -> None:
+        self.path = str(path)
+        self.where = where
+        self.reason = reason
+        loc = self.path if where is None else f"{self.path}: {where}"
+        super().__init__(f"{loc}: {reason}")
