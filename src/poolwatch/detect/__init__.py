@@ -1,0 +1,1 @@
+"""Detection stage: decoded batches → mining evidence (Stratum sessions, pool contacts)."""
