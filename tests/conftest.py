@@ -10,7 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "pcaps"
-SAMPLES = sorted(p for p in PCAPS.iterdir() if p.suffix in (".pcap", ".pcapng"))
+# Every capture under pcaps/ (subfolders too: `poolwatch flows pcaps/` reads recursively) that
+# has a generator-written oracle next to it, e.g. pcaps/stratum/*.pcap.
+SAMPLES = sorted(p for p in PCAPS.rglob("*") if p.suffix in (".pcap", ".pcapng")
+                 and p.with_suffix(".expected.json").is_file())
 PEER_CORPUS = ROOT.parent / "shared" / "peer-corpus" / "ndpi"
 
 
@@ -38,6 +41,6 @@ def scan_frame(paths, **kw):
     return flow_frame(flows), summary
 
 
-@pytest.fixture(params=SAMPLES, ids=[p.name for p in SAMPLES])
+@pytest.fixture(params=SAMPLES, ids=[p.relative_to(PCAPS).as_posix() for p in SAMPLES])
 def sample(request) -> Path:
     return request.param

@@ -9,6 +9,7 @@ Exit status (documented in docs/cli.md):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -130,11 +131,11 @@ def _progress(enabled: bool, total_files: int):
     return progress, hook
 
 
-def _summary_lines(summary: ScanSummary) -> list[str]:
+def _summary_lines(summary: ScanSummary, found: str) -> list[str]:
     rate = summary.packets / summary.elapsed_s if summary.elapsed_s else 0.0
     lines = [
         f"{len(summary.files)} file(s), {summary.packets:,} packets, "
-        f"{summary.bytes / 1e6:,.1f} MB, {summary.flows:,} flows in {summary.elapsed_s:.2f} s "
+        f"{summary.bytes / 1e6:,.1f} MB, {found} in {summary.elapsed_s:.2f} s "
         f"({rate:,.0f} pkt/s, engine {summary.engine})"
     ]
     if summary.not_ip:
@@ -195,19 +196,11 @@ def flows(
 ) -> None:
     """Write one record per bidirectional flow: 5-tuple, VLAN, times, packets and bytes each
     way, TCP flags seen, and the Community ID that Zeek and Suricata emit."""
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise _error(f"no such file or directory: {', '.join(missing)}", 2)
-    if out is not None and (out.is_dir() or not out.parent.is_dir()):
-        what = "is a directory" if out.is_dir() else f"no such directory {out.parent}"
-        raise _error(f"cannot write --out {out}: {what}", 2)
-    files = list(expand_paths(paths))
-    if not files:
-        raise _error(f"no pcap or pcapng files under {', '.join(map(str, paths))}", 1)
+    files = _input_files(paths, out)
+    writer = _writer(fmt, out, "flow")
     try:
         settings = FlowSettings(idle_timeout_s=idle_timeout, active_timeout_s=active_timeout,
                                 max_flows=max_flows)
-        writer = RecordWriter(fmt.value, out, event_type="flow")
     except ValueError as exc:
         raise _error(str(exc), 2) from None
     show = sys.stderr.isatty() if progress is None else progress
@@ -242,11 +235,119 @@ def flows(
     writer.close(console=Console(width=None if sys.stdout.isatty() else 160), sort_by="bytes",
                  view=_table_view)
     summary.elapsed_s = time.perf_counter() - summary.started  # output included
+    _finish(summary, f"{summary.flows:,} flows")
+
+
+def _input_files(paths: list[Path], out: Path | None) -> list[Path]:
+    """The capture files under ``paths``; exit 2 for a wrong path or --out, 1 for none."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise _error(f"no such file or directory: {', '.join(missing)}", 2)
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        what = "is a directory" if out.is_dir() else f"no such directory {out.parent}"
+        raise _error(f"cannot write --out {out}: {what}", 2)
+    files = list(expand_paths(paths))
+    if not files:
+        raise _error(f"no pcap or pcapng files under {', '.join(map(str, paths))}", 1)
+    return files
+
+
+def _writer(fmt: Format, out: Path | None, event_type: str) -> RecordWriter:
+    try:
+        return RecordWriter(fmt.value, out, event_type=event_type)
+    except ValueError as exc:
+        raise _error(str(exc), 2) from None
+
+
+def _finish(summary: ScanSummary, found: str) -> None:
+    """The summary on stderr, and exit status 1 when a file could not be read to its end."""
     if logging.getLogger().level <= logging.WARNING:
-        for line in _summary_lines(summary):
+        for line in _summary_lines(summary, found):
             err.print(line, highlight=False, soft_wrap=True)
     if summary.failed_files:
         raise typer.Exit(1)
+
+
+def _human_rate(hs: float | None) -> str:
+    if hs is None:
+        return "?"
+    for unit, scale in (("EH/s", 1e18), ("PH/s", 1e15), ("TH/s", 1e12), ("GH/s", 1e9),
+                        ("MH/s", 1e6), ("kH/s", 1e3)):
+        if hs >= scale:
+            return f"{hs / scale:.2f} {unit}"
+    return f"{hs:.0f} H/s"
+
+
+def _sessions_view(frame):
+    """The session columns that fit a terminal."""
+    import pandas as pd
+
+    def power(row) -> str:
+        if pd.isna(row["power_w"]):
+            return "?"
+        return f"{row['power_w']:.0f} W ({row['power_w_low']:.0f}–{row['power_w_high']:.0f})"
+
+    return pd.DataFrame({
+        "miner": frame["src_ip"] + ":" + frame["src_port"].astype(str),
+        "pool": frame["dest_ip"] + ":" + frame["dest_port"].astype(str),
+        "dialect": frame["dialect"],
+        "coin": frame["coin"].fillna("?") + "/" + frame["algorithm"].fillna("?"),
+        "worker": frame["worker"].fillna(""),
+        "shares ok/rej": (frame["shares_accepted"].astype(str) + "/"
+                          + frame["shares_rejected"].astype(str)),
+        "hashrate": [_human_rate(None if pd.isna(v) else v) for v in frame["hashrate_hs"]],
+        "power": [power(r) for _, r in frame.iterrows()],
+        "first_seen": frame["first_seen"],
+        "shares": frame["shares_submitted"],
+    })
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(
+        help="pcap/pcapng files (gzip, xz or zstd compressed too) or directories, read recursively.",
+        show_default=False)],
+    fmt: Annotated[Format, typer.Option("--format", "-f",
+                                        help="table for people; jsonl, csv or parquet for tools.")] = Format.table,
+    out: Annotated[Path | None, typer.Option("--out", "-o",
+                                             help="Write records here instead of standard output.")] = None,
+    engine: Annotated[Engine, typer.Option(
+        help="fast (default) is poolwatch's numba engine; dpkt, scapy and pyshark (tshark) are "
+             "slow reference engines for cross-checking.")] = Engine.fast,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                                  help="Progress bar on stderr (default: when stderr is a terminal).",
+                                                  show_default=False)] = None,
+) -> None:
+    """Find mining sessions (Stratum in its dialects): who mined, to which pool, in which
+    dialect and coin, with what hashrate and power draw, and where the evidence is."""
+    from .detect.records import StratumSession
+    from .scan import scan_sessions
+
+    files = _input_files(paths, out)
+    writer = _writer(fmt, out, "stratum_session")
+    show = sys.stderr.isatty() if progress is None else progress
+    bar, hook = _progress(show, len(files))
+    summary = ScanSummary(engine=engine.value)
+    names = ("event_type", *(f.name for f in dataclasses.fields(StratumSession)))
+    kinds = StratumSession.KINDS
+    try:
+        if bar:
+            bar.start()
+        for session in scan_sessions(files, engine=engine.value, summary=summary, on_progress=hook):
+            writer.write_events([session.as_dict()], names, kinds)
+        if writer.rows == 0 and fmt is not Format.jsonl:  # still a header / schema
+            writer.write_events([], names, kinds)
+    except ConfigError as exc:
+        raise _error(str(exc), 2) from None
+    except PoolwatchError as exc:
+        raise _error(str(exc), 1) from None
+    finally:
+        if bar:
+            bar.stop()
+    writer.close(console=Console(width=None if sys.stdout.isatty() else 200), sort_by="shares",
+                 view=_sessions_view)
+    summary.elapsed_s = time.perf_counter() - summary.started
+    _finish(summary, f"{summary.sessions:,} mining session(s)")
 
 
 def main() -> None:

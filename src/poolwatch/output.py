@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +35,38 @@ def text_times(table: pa.Table) -> pa.Table:
             ns = table.column(i).cast(pa.int64()).to_numpy()
             table = table.set_column(i, col.name, pa.array(iso8601_text(ns)))
     return table
+
+
+def records_table(records: list[dict], names: tuple[str, ...],
+                  kinds: dict[str, str]) -> pa.Table:
+    """Event dicts → an Arrow table with one fixed schema, whatever is null in this chunk.
+
+    ``kinds`` gives each column's kind (``time``: ns ints → UTC timestamps, ``int``,
+    ``float``, ``json``: nested values as JSON text); every other column is a string. Flat
+    columns are what CSV and Parquet need; JSON lines keep the nesting (:func:`json_line`).
+    """
+    import pyarrow as pa
+
+    types = {"time": pa.timestamp("ns", tz="UTC"), "int": pa.int64(), "float": pa.float64(),
+             "json": pa.string()}
+    arrays = {}
+    for name in names:
+        kind = kinds.get(name, "str")
+        values = [rec.get(name) for rec in records]
+        if kind == "json":
+            values = [None if v is None else json.dumps(v, default=str, separators=(",", ":"))
+                      for v in values]
+        arrays[name] = pa.array(values, types.get(kind, pa.string()))
+    return pa.table(arrays)
+
+
+def json_line(record: dict, time_fields: tuple[str, ...]) -> str:
+    """One event as a JSON line, ns times as ISO 8601 UTC text."""
+    out = dict(record)
+    for key in time_fields:
+        if isinstance(out.get(key), int):
+            out[key] = str(iso8601_text(np.array([out[key]], np.int64))[0])
+    return json.dumps(out, default=str, separators=(",", ":"))
 
 
 class RecordWriter:
@@ -65,6 +98,19 @@ class RecordWriter:
             self._started = True
         self.rows += lines.count(b"\n")
         self._binary().write(lines)
+
+    def write_events(self, records: list[dict], names: tuple[str, ...],
+                     kinds: dict[str, str]) -> None:
+        """Append event dicts (few per scan: sessions, contacts): JSON lines written as they
+        are, nested evidence kept; other formats through :func:`records_table`."""
+        if self.fmt == "jsonl":
+            self._started = True
+            self.rows += len(records)
+            times = tuple(n for n in names if kinds.get(n) == "time")
+            text = "".join(json_line(r, times) + "\n" for r in records)
+            self._binary().write(text.encode())
+        else:
+            self.write(records_table(records, names, kinds))
 
     def write(self, table: pa.Table) -> None:
         """Append rows. An empty table before any rows still writes the CSV header or the
@@ -104,6 +150,8 @@ class RecordWriter:
 
         ``view`` turns the kept rows (a DataFrame) into the columns that fit a terminal.
         """
+        if self.out and self._stream is None and self.fmt in ("csv", "jsonl"):
+            open(self.out, "wb").close()  # nothing to write still leaves the promised file
         if self._parquet is not None:
             self._parquet.close()
         if self._stream is not None:

@@ -8,6 +8,7 @@ are recorded in its :class:`FileReport` and the scan moves on to the next file.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .detect.records import StratumSession
 from .engines import get_engine
 from .errors import ReaderError
 from .flows import FlowSettings, FlowTable
@@ -38,6 +40,7 @@ class ScanSummary:
     not_ip: int = 0
     flows: int = 0
     evicted_flows: int = 0
+    sessions: int = 0
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0
 
@@ -118,3 +121,53 @@ def scan_flows(
     # In slices, so that a consumer's per-chunk copies stay small at the end of a big scan.
     for start in range(0, max(len(last), 1), FLUSH_SLICE):
         yield last[start : start + FLUSH_SLICE]
+
+
+def capture_sha256(path: str | Path, _cache: dict[str, str] = {}) -> str:  # noqa: B006
+    """SHA-256 of a capture file as stored (compressed or not), for evidence; once per path."""
+    key = str(path)
+    if key not in _cache:
+        digest = hashlib.sha256()
+        with open(key, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _cache[key] = digest.hexdigest()
+    return _cache[key]
+
+
+def scan_sessions(
+    paths: Iterable[str | Path],
+    *,
+    engine: str = "fast",
+    summary: ScanSummary | None = None,
+    on_progress: ProgressHook | None = None,
+) -> Iterator[StratumSession]:
+    """Mining sessions in all captures under ``paths``, as their connections end.
+
+    Only the packets of flows that speak JSON (or Stratum V2) reach Python: a kernel picks
+    them (``detect.streams``), the stream collector puts their bytes in order, and the Stratum
+    tracker reads the messages. Each session's evidence names its capture and its SHA-256.
+    """
+    from .detect.stratum import StratumTracker
+    from .detect.streams import StreamCollector
+
+    collector = StreamCollector()
+    tracker = StratumTracker()
+    summary = summary if summary is not None else ScanSummary(engine=engine)
+    batches = iter_batches(paths, engine=engine, summary=summary, on_progress=on_progress)
+
+    def finished(found: Iterable[StratumSession]) -> Iterator[StratumSession]:
+        for session in found:
+            path = session.evidence.get("capture")
+            if path and "capture_sha256" not in session.evidence:
+                session.evidence["capture_sha256"] = capture_sha256(path)
+            summary.sessions += 1
+            yield session
+
+    for batch in batches:
+        for event in collector.update(batch):
+            yield from finished(tracker.feed(event))
+    for event in collector.flush():
+        yield from finished(tracker.feed(event))
+    yield from finished(tracker.flush())
+    summary.elapsed_s = time.perf_counter() - summary.started

@@ -1,0 +1,73 @@
+"""`poolwatch scan`: mining sessions from the sample captures, in every output format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from poolwatch.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATUM = ROOT / "pcaps" / "stratum"
+# Dialects whose first payload is not JSON: the stream prefilter does not select them yet
+# (see the issue note); the tracker reads them (tests/test_stratum.py).
+NOT_YET_SELECTED = {"getwork", "stratum-v2"}
+
+
+def _run(*args: str):
+    result = CliRunner().invoke(app, ["scan", *args, "--no-progress"])
+    assert "Traceback" not in result.output
+    return result
+
+
+def _expected_sessions() -> list[tuple]:
+    want = []
+    for oracle in sorted(STRATUM.glob("*.expected.json")):
+        for s in json.loads(oracle.read_text())["sessions"]:
+            if s["dialect"] not in NOT_YET_SELECTED:
+                want.append((s["src_ip"], s["src_port"], s["dest_ip"], s["dest_port"], s["dialect"]))
+    return sorted(want)
+
+
+def test_jsonl_sessions_match_the_generator_oracles():
+    result = _run(str(STRATUM), "-f", "jsonl")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records and all(r["event_type"] == "stratum_session" for r in records)
+    got = sorted((r["src_ip"], r["src_port"], r["dest_ip"], r["dest_port"], r["dialect"])
+                 for r in records)
+    assert got == _expected_sessions()
+    for r in records:
+        assert r["first_seen"].endswith("Z") and r["evidence"]["capture"].startswith(str(STRATUM))
+        assert len(r["evidence"]["capture_sha256"]) == 64
+        assert r["shares_submitted"] >= r["shares_accepted"] + r["shares_rejected"]
+
+
+def test_csv_and_parquet_hold_the_same_sessions(tmp_path):
+    csv, parquet = tmp_path / "s.csv", tmp_path / "s.parquet"
+    assert _run(str(STRATUM), "-f", "csv", "-o", str(csv)).exit_code == 0
+    assert _run(str(STRATUM), "-f", "parquet", "-o", str(parquet)).exit_code == 0
+    from_csv, from_parquet = pd.read_csv(csv), pq.read_table(parquet).to_pandas()
+    assert len(from_csv) == len(from_parquet) == len(_expected_sessions())
+    assert list(from_csv.columns) == list(from_parquet.columns)
+    assert str(from_parquet["first_seen"].dtype) == "datetime64[ns, UTC]"
+    assert json.loads(from_csv["evidence"][0])["capture_sha256"]
+
+
+def test_benign_captures_and_no_sessions_give_an_empty_result_with_columns(tmp_path):
+    out = tmp_path / "none.csv"
+    benign = [str(p) for p in sorted(STRATUM.glob("benign_*.pcap"))]
+    result = _run(*benign, "-f", "csv", "-o", str(out))
+    assert result.exit_code == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == 0 and "hashrate_hs" in frame.columns and "dialect" in frame.columns
+
+
+def test_table_for_people():
+    result = _run(str(STRATUM / "stratum_v1_cgminer_sha256d.pcap"))
+    assert result.exit_code == 0
+    assert "stratum-v1" in result.stdout and "TH/s" in result.stdout and "BTC/sha256d" in result.stdout
