@@ -148,6 +148,8 @@ def scan_sessions(
     them (``detect.streams``), the stream collector puts their bytes in order, and the Stratum
     tracker reads the messages. Each session's evidence names its capture and its SHA-256.
     """
+    # Imported here: the detectors bring pydantic, YAML and the fingerprints, 0.15 s of
+    # start-up that `poolwatch flows` does not need.
     from .detect.stratum import StratumTracker
     from .detect.streams import StreamCollector
 
