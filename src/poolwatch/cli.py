@@ -88,6 +88,20 @@ class Format(str, Enum):
     parquet = "parquet"
 
 
+# Options that every scanning command takes, declared once.
+PathsArg = Annotated[list[Path], typer.Argument(
+    help="pcap/pcapng files (gzip, xz or zstd compressed too) or directories, read recursively.",
+    show_default=False)]
+OutOption = Annotated[Path | None, typer.Option(
+    "--out", "-o", help="Write records here instead of standard output.")]
+EngineOption = Annotated[Engine, typer.Option(
+    help="fast (default) is poolwatch's numba engine; dpkt, scapy and pyshark (tshark) are "
+         "slow reference engines for cross-checking.")]
+ProgressOption = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal).",
+    show_default=False)]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"poolwatch {__version__}")
@@ -172,16 +186,11 @@ def _table_view(frame):
 
 @app.command()
 def flows(
-    paths: Annotated[list[Path], typer.Argument(
-        help="pcap/pcapng files (gzip, xz or zstd compressed too) or directories, read recursively.",
-        show_default=False)],
+    paths: PathsArg,
     fmt: Annotated[Format, typer.Option("--format", "-f",
                                         help="table for people; csv, jsonl or parquet for tools.")] = Format.table,
-    out: Annotated[Path | None, typer.Option("--out", "-o",
-                                             help="Write records here instead of standard output.")] = None,
-    engine: Annotated[Engine, typer.Option(
-        help="fast (default) is poolwatch's numba engine; dpkt, scapy and pyshark (tshark) are "
-             "slow reference engines for cross-checking.")] = Engine.fast,
+    out: OutOption = None,
+    engine: EngineOption = Engine.fast,
     idle_timeout: Annotated[float, typer.Option(help="Close a flow after this many seconds without a packet.",
                                                 min=0.001)] = 120.0,
     active_timeout: Annotated[float, typer.Option(help="Split a flow into a new record after this many seconds.",
@@ -190,9 +199,7 @@ def flows(
                                                 "seen are closed early (bounds memory).", min=16)] = 1 << 20,
     community_id_seed: Annotated[int, typer.Option(help="Community ID seed (0 unless your Zeek/Suricata use another).",
                                                    min=0, max=65535)] = 0,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                                  help="Progress bar on stderr (default: when stderr is a terminal).",
-                                                  show_default=False)] = None,
+    progress: ProgressOption = None,
 ) -> None:
     """Write one record per bidirectional flow: 5-tuple, VLAN, times, packets and bytes each
     way, TCP flags seen, and the Community ID that Zeek and Suricata emit."""
@@ -304,19 +311,12 @@ def _sessions_view(frame):
 
 @app.command()
 def scan(
-    paths: Annotated[list[Path], typer.Argument(
-        help="pcap/pcapng files (gzip, xz or zstd compressed too) or directories, read recursively.",
-        show_default=False)],
+    paths: PathsArg,
     fmt: Annotated[Format, typer.Option("--format", "-f",
                                         help="table for people; jsonl, csv or parquet for tools.")] = Format.table,
-    out: Annotated[Path | None, typer.Option("--out", "-o",
-                                             help="Write records here instead of standard output.")] = None,
-    engine: Annotated[Engine, typer.Option(
-        help="fast (default) is poolwatch's numba engine; dpkt, scapy and pyshark (tshark) are "
-             "slow reference engines for cross-checking.")] = Engine.fast,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                                  help="Progress bar on stderr (default: when stderr is a terminal).",
-                                                  show_default=False)] = None,
+    out: OutOption = None,
+    engine: EngineOption = Engine.fast,
+    progress: ProgressOption = None,
 ) -> None:
     """Find mining sessions (Stratum in its dialects): who mined, to which pool, in which
     dialect and coin, with what hashrate and power draw, and where the evidence is."""
