@@ -10,6 +10,7 @@ Exit status (documented in docs/cli.md):
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 import logging
 import os
 import sys
@@ -210,12 +211,8 @@ def flows(
                                 max_flows=max_flows)
     except ValueError as exc:
         raise _error(str(exc), 2) from None
-    show = sys.stderr.isatty() if progress is None else progress
-    bar, hook = _progress(show, len(files))
     summary = ScanSummary(engine=engine.value)
-    try:
-        if bar:
-            bar.start()
+    with _scanning(progress, len(files)) as hook:
         for closed in scan_flows(files, engine=engine.value, settings=settings, summary=summary,
                                  on_progress=hook):
             closed = closed[np.argsort(closed["first_ts_ns"], kind="stable")]
@@ -232,6 +229,21 @@ def flows(
                 writer.write_csv_lines(b"", FLOW_COLUMNS)
             else:
                 writer.write(flow_table(np.zeros(0, FLOW), seed=community_id_seed))
+    writer.close(console=Console(width=None if sys.stdout.isatty() else 160), sort_by="bytes",
+                 view=_table_view)
+    summary.elapsed_s = time.perf_counter() - summary.started  # output included
+    _finish(summary, f"{summary.flows:,} flows")
+
+
+@contextmanager
+def _scanning(progress: bool | None, total_files: int):
+    """The progress bar around a scan (yields its hook), and library errors as exit codes."""
+    show = sys.stderr.isatty() if progress is None else progress
+    bar, hook = _progress(show, total_files)
+    try:
+        if bar:
+            bar.start()
+        yield hook
     except ConfigError as exc:
         raise _error(str(exc), 2) from None
     except PoolwatchError as exc:
@@ -239,10 +251,6 @@ def flows(
     finally:
         if bar:
             bar.stop()
-    writer.close(console=Console(width=None if sys.stdout.isatty() else 160), sort_by="bytes",
-                 view=_table_view)
-    summary.elapsed_s = time.perf_counter() - summary.started  # output included
-    _finish(summary, f"{summary.flows:,} flows")
 
 
 def _input_files(paths: list[Path], out: Path | None) -> list[Path]:
@@ -325,25 +333,14 @@ def scan(
 
     files = _input_files(paths, out)
     writer = _writer(fmt, out, "stratum_session")
-    show = sys.stderr.isatty() if progress is None else progress
-    bar, hook = _progress(show, len(files))
     summary = ScanSummary(engine=engine.value)
     names = ("event_type", *(f.name for f in dataclasses.fields(StratumSession)))
     kinds = StratumSession.KINDS
-    try:
-        if bar:
-            bar.start()
+    with _scanning(progress, len(files)) as hook:
         for session in scan_sessions(files, engine=engine.value, summary=summary, on_progress=hook):
             writer.write_events([session.as_dict()], names, kinds)
         if writer.rows == 0 and fmt is not Format.jsonl:  # still a header / schema
             writer.write_events([], names, kinds)
-    except ConfigError as exc:
-        raise _error(str(exc), 2) from None
-    except PoolwatchError as exc:
-        raise _error(str(exc), 1) from None
-    finally:
-        if bar:
-            bar.stop()
     writer.close(console=Console(width=None if sys.stdout.isatty() else 200), sort_by="shares",
                  view=_sessions_view)
     summary.elapsed_s = time.perf_counter() - summary.started
