@@ -12,7 +12,9 @@ the fixed points that tell you what the numbers mean:
 * ``tshark``: Wireshark's dissectors, with and without dissection;
 * a plain dpkt loop: what pure Python costs per packet;
 * each poolwatch engine (``fast``, ``dpkt``, ``scapy``, ``pyshark``) through
-  its CLI, exactly as a user runs it.
+  its CLI, exactly as a user runs it;
+* ``poolwatch scan`` (the mining-session scan, fast engine) on the same input,
+  next to ``poolwatch flows``: the same 5x goal applies to it.
 
 The input is built at run time (nothing large goes into the repo): every
 Ethernet capture of the peer corpus is merged with ``mergecap``, then repeated
@@ -57,9 +59,13 @@ DEFAULT_MAKE_BENCH = REPO_ROOT.parent / "shared" / "tools" / "make_bench_pcap.py
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "poolwatch-bench"
 REQUIRED_TOOLS = ("capinfos", "mergecap", "taskset", "cat")
 ENGINES = ("fast", "dpkt", "scapy", "pyshark")
-ALL_ROWS = ("cat", "ndpiReader", "tshark-read", "tshark", "dpkt-loop") + tuple(
-    "poolwatch-" + e for e in ENGINES)
-GOAL_SPEEDUP = 5.0      # fast engine pkt/s must be >= 5x ndpiReader's
+# poolwatch-scan (`poolwatch scan`, fast engine) sits next to poolwatch-fast (`flows`).
+ALL_ROWS = ("cat", "ndpiReader", "tshark-read", "tshark", "dpkt-loop", "poolwatch-fast",
+            "poolwatch-scan") + tuple("poolwatch-" + e for e in ENGINES if e != "fast")
+GOAL_SPEEDUP = 5.0      # fast engine pkt/s (flows and scan) must be >= 5x ndpiReader's
+# Mining sessions in one copy of the nDPI corpus: the 4 flows of mining.pcapng (see
+# benchmarks/eval_corpus_sessions.py), so the scan must write COPIES x 4 sessions.
+SESSIONS_PER_COPY = 4
 GOAL_RSS_MB = 500.0     # fast engine peak RSS on the ~700 MB input
 PCAP_HEADER_LEN = 24
 PCAP_RECORD_LEN = 16
@@ -125,6 +131,7 @@ class Result:
     cpu_seconds: float | None = None
     peak_rss_kb: int | None = None
     counted_packets: int | None = None   # packets the tool says it saw (None: not reported)
+    sessions: int | None = None          # stratum_session records written (scan row only)
     note: str = ""
 
     @property
@@ -482,16 +489,59 @@ def row_poolwatch(engine: str, inp: BenchInput, ctx: dict) -> Result:
     return res
 
 
-def warm_numba(inp: BenchInput, ctx: dict) -> str:
+def row_poolwatch_scan(inp: BenchInput, ctx: dict, expected_sessions: int | None) -> Result:
+    """poolwatch scan FILE (fast engine), JSON lines to a file in the work dir.
+
+    The same product path as the flows row plus the session scan: the prefilter
+    kernel, TCP reassembly of the selected flows, the Stratum tracker and the
+    session records. The records written are counted (each copy of the nDPI
+    corpus holds the 4 sessions of mining.pcapng).
+    """
+    argv, env, _ = ctx["poolwatch"]
+    out_file = ctx["workdir"] / "scan-sessions.jsonl"
+    out_file.unlink(missing_ok=True)
+    res = Result("poolwatch-scan", "poolwatch scan (fast)", "", inp.label, inp.packets,
+                 inp.size)
+    _, err = measure(res, [*argv, "scan", str(inp.path), "--engine", "fast", "--format",
+                           "jsonl", "--out", str(out_file), "--no-progress"],
+                     ctx["logdir"], ctx["cpu"], ctx["timeout"], env=env)
+    if not res.ok:
+        return res
+    # "1 file(s), 2,040,640 packets, 710.5 MB, 80 mining session(s) in 2.31 s (...)"
+    text = " ".join(err.split())
+    m = re.search(r"([\d,]+) packets\b.*? in ([\d.]+) s\b", text)
+    check_count(res, int(m.group(1).replace(",", "")) if m else None, "poolwatch counted")
+    if m:
+        res.note = (res.note + "; " if res.note else "") + \
+            f"CLI reports {m.group(2)} s for the scan itself (the rest is start-up and output)"
+    try:
+        with out_file.open("rb") as fh:
+            res.sessions = sum(1 for line in fh if b'"event_type": "stratum_session"' in line
+                               or b'"event_type":"stratum_session"' in line)
+    except OSError:
+        res.sessions = None
+    said = re.search(r"([\d,]+) mining session", text)
+    written = f"{res.sessions} stratum_session records written"
+    if expected_sessions is not None:
+        written += f" (expected {expected_sessions})"
+    if said and res.sessions is not None and int(said.group(1).replace(",", "")) != res.sessions:
+        written += f"; the CLI said {said.group(1)}"
+    res.note = (res.note + "; " if res.note else "") + written
+    return res
+
+
+def warm_numba(inp: BenchInput, ctx: dict, command: str = "flows") -> str:
     """Run the fast engine once, untimed, so numba's on-disk cache is compiled.
 
     Otherwise the first timed run would include ~1 s of JIT compilation that no
-    user pays twice.
+    user pays twice. ``scan`` has kernels of its own (the prefilter), so it is
+    warmed separately, on an input that holds mining sessions.
     """
-    res = Result("warmup-fast", "", "", inp.label, inp.packets, inp.size)
+    res = Result("warmup-" + command, "", "", inp.label, inp.packets, inp.size)
     argv, env, _ = ctx["poolwatch"]
-    measure(res, [*argv, "flows", str(inp.path), "--engine", "fast", "--format", "csv",
-                  "--out", "/dev/null", "--no-progress"],
+    out = ["--format", "csv", "--out", "/dev/null"] if command == "flows" else \
+        ["--format", "jsonl", "--out", "/dev/null"]
+    measure(res, [*argv, command, str(inp.path), "--engine", "fast", *out, "--no-progress"],
             ctx["logdir"], ctx["cpu"], ctx["timeout"], env=env)
     return "%s (%s, %.1f s, not timed in the table)" % (
         res.command, "ok" if res.ok else "failed: " + res.note, res.seconds or 0)
@@ -592,8 +642,17 @@ def render_table(results: list[Result], ndpi_rate: float | None) -> str:
     return "\n".join(lines)
 
 
-def goals_text(results: list[Result], ndpi: Result | None, memory: Result | None) -> list[str]:
-    """The two promises, checked against this run's figures."""
+def expected_sessions(args: argparse.Namespace, merged: BenchInput,
+                      full: BenchInput) -> int | None:
+    """Sessions the scan row must write: 4 per copy of the nDPI corpus (None for others)."""
+    if args.corpus.resolve() != DEFAULT_CORPUS.resolve():
+        return None
+    return full.packets // merged.packets * SESSIONS_PER_COPY
+
+
+def goals_text(results: list[Result], ndpi: Result | None, memory: Result | None,
+               expected_sessions: int | None = None) -> list[str]:
+    """The two promises (speed for flows and scan, memory), checked against this run."""
     fast = next((r for r in results if r.row == "poolwatch-fast"), None)
     lines = []
     if fast is None or not fast.ok:
@@ -605,6 +664,32 @@ def goals_text(results: list[Result], ndpi: Result | None, memory: Result | None
         ratio = fast.pkt_per_s / ndpi.pkt_per_s
         lines.append("goal fast >= %.0fx ndpiReader pkt/s: %.2fx -> %s"
                      % (GOAL_SPEEDUP, ratio, "MET" if ratio >= GOAL_SPEEDUP else "NOT MET"))
+    scan = next((r for r in results if r.row == "poolwatch-scan"), None)
+    if scan is not None:
+        if not scan.ok:
+            lines.append(f"goal scan >= {GOAL_SPEEDUP:.0f}x ndpiReader pkt/s: not measured "
+                         "(scan failed)")
+        elif ndpi is None or not ndpi.pkt_per_s:
+            lines.append(f"goal scan >= {GOAL_SPEEDUP:.0f}x ndpiReader pkt/s: ndpiReader "
+                         "not measured")
+        else:
+            ratio = scan.pkt_per_s / ndpi.pkt_per_s
+            verdict = "MET" if ratio >= GOAL_SPEEDUP else "NOT MET"
+            lines.append(f"goal scan >= {GOAL_SPEEDUP:.0f}x ndpiReader pkt/s: {ratio:.2f}x "
+                         f"-> {verdict}")
+        fast_ok = fast is not None and fast.ok
+        if scan.ok and fast_ok:
+            lines.append(f"scan next to flows on the same input: {scan.seconds:.2f} s vs "
+                         f"{fast.seconds:.2f} s, scan at {scan.pkt_per_s / fast.pkt_per_s:.2f}x "
+                         "the pkt/s of flows")
+        if scan.ok and expected_sessions is not None:
+            verdict = "OK" if scan.sessions == expected_sessions else "MISMATCH"
+            lines.append(f"scan sessions written: {scan.sessions}, expected "
+                         f"{expected_sessions} ({expected_sessions // SESSIONS_PER_COPY} copies "
+                         f"x {SESSIONS_PER_COPY} in mining.pcapng) -> {verdict}")
+        elif scan.ok:
+            lines.append(f"scan sessions written: {scan.sessions} (not the nDPI corpus: "
+                         "no expected count)")
     if memory is None:
         lines.append("goal fast peak RSS < %.0f MB on ~700 MB input: not run (--size-mb 0)"
                      % GOAL_RSS_MB)
@@ -624,7 +709,8 @@ def goals_text(results: list[Result], ndpi: Result | None, memory: Result | None
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Measure packets/s, MB/s and peak RSS of cat, ndpiReader, tshark, a "
-                    "plain dpkt loop and each poolwatch engine on one core, on a large "
+                    "plain dpkt loop, each poolwatch engine (poolwatch flows) and the "
+                    "mining-session scan (poolwatch scan) on one core, on a large "
                     "capture built at run time from the peer corpus.",
         epilog="Example: python benchmarks/bench_packet_path.py --json /tmp/bench.json")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
@@ -705,6 +791,13 @@ def main(argv: list[str] | None = None) -> int:
         if row in simple:
             results.append(best_of(args.repeat, lambda: simple[row](full, ctx)))
             continue
+        if row == "poolwatch-scan":
+            # One copy of the corpus holds the mining sessions, so every scan kernel and
+            # code path is compiled and loaded once before the timed runs.
+            ctx["warmup_scan"] = warm_numba(merged, ctx, command="scan")
+            want = expected_sessions(args, merged, full)
+            results.append(best_of(args.repeat, lambda w=want: row_poolwatch_scan(full, ctx, w)))
+            continue
         engine = row.split("-", 1)[1]
         if engine == "fast":
             warmup = warm_numba(prefixes["pyshark"], ctx)
@@ -766,13 +859,15 @@ def build_report(args, files, merged, full, results, memory, ndpi, warmup, ctx) 
     out.append("")
     out.append("x ndpiReader compares pkt/s with ndpiReader's on the full input; rows on a "
                "prefix ('first N packets') are rates on that prefix only.")
-    out.extend(goals_text(results, ndpi, memory))
+    out.extend(goals_text(results, ndpi, memory, expected_sessions(args, merged, full)))
     notes = [(r.tool, r.note) for r in shown if r.note]
     if notes:
         out += ["", "notes:"] + ["  %s: %s" % n for n in notes]
     out += ["", "commands (stdout/stderr in %s):" % ctx["logdir"]]
     if warmup:
         out.append("  warm-up, numba cache: " + warmup)
+    if ctx.get("warmup_scan"):
+        out.append("  warm-up, numba cache (scan): " + ctx["warmup_scan"])
     for r in shown:
         out.append("  %s: %s" % (r.row, r.command))
     return "\n".join(out)
@@ -799,7 +894,9 @@ def save_json(path: Path, args, files, merged, full, results, memory, ndpi, warm
         "warmup": warmup,
         "results": [row(r) for r in results],
         "memory": row(memory) if memory else None,
-        "goals": goals_text(results, ndpi, memory),
+        "warmup_scan": ctx.get("warmup_scan"),
+        "expected_sessions": expected_sessions(args, merged, full),
+        "goals": goals_text(results, ndpi, memory, expected_sessions(args, merged, full)),
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
 

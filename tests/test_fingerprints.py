@@ -543,3 +543,15 @@ def test_extra_directory_adds_and_overrides(fp, tmp_path):
     ]
     assert len(site.endpoints) == len(fp.endpoints) + 2
     assert fp.agents["cgminer"].rev == 1  # the cached default set is untouched
+
+
+def test_efficiency_ranges_narrowed_by_class_and_rated_hashrate(fp):
+    s19_class = fp.efficiency_range("sha256d", {"asic"}, hashrate_between=(90e12, 110e12))
+    rows = [r for r in fp.efficiency.values() if r.device in s19_class.devices]
+    assert rows and all(90e12 <= r.hashrate_hs <= 110e12 for r in rows)
+    assert "Bitmain Antminer S19 Pro" in s19_class.devices
+    assert "Bitmain Antminer S9" not in s19_class.devices  # 13.5 TH/s
+    assert fp.efficiency_range("sha256d", "gpu") is None
+    assert fp.efficiency_range("sha256d", hashrate_between=(1e20, 2e20)) is None
+    both = fp.efficiency_range("ethash", {"gpu", "asic"})
+    assert both.n == fp.efficiency_range("ethash").n

@@ -596,8 +596,16 @@ def _batch(segments) -> PacketBatch:
 # The kernel and its twin
 # ---------------------------------------------------------------------------------------------
 
+NOISE_KEY = bytes(range(7, 7 + 64 * 3, 3))  # 64 distinct bytes: reads as random
+SV2_SETUP = b"\x00\x00\x00\x03\x00\x00\x00\x02\x00"  # header, 3-byte body
 PAYLOADS = [b"", b'{"id":1}', b'  \r\n{"a":1}', b"{ \n", b"{", b"{}", b"{\x99\x10", b"GET / ",
-            b"\x16\x03\x01\x00", b"   ", b'\t{  "m"']
+            b"\x16\x03\x01\x00", b"   ", b'\t{  "m"', b'POST / HTTP/1.1\r\n\r\n{"method":"getwork"}',
+            b'POST / HTTP/1.1\r\n\r\n{"method":"other"}', NOISE_KEY, NOISE_KEY[:63],
+            b"a" * 64, SV2_SETUP, SV2_SETUP[:-1], b"GET /LP X-Mining-Extensions: midstate",
+            b"GE"]
+# (prefix, exact length or 0, needles, flags) as detect.streams.start_rules makes them
+RULES = [(b"POST", 0, [b'"getwork"'], 0), (b"", 64, [], pf.RULE_FIRST_PAYLOAD | pf.RULE_HIGH_ENTROPY),
+         (b"\x00\x00\x00", 0, [], pf.RULE_WHOLE_FRAME), (b"GE", 0, [b"X-M", b"Ext"], 0)]
 ENDPOINTS = [(0, 0xFFFF0A000005, 40001), (0x20010DB8 << 32, 5, 3333), (0, 0xFFFFCB00710A, 3333)]
 
 packet_rows = st.lists(st.tuples(
@@ -606,42 +614,49 @@ packet_rows = st.lists(st.tuples(
     st.integers(0, len(ENDPOINTS) - 1), st.integers(0, len(ENDPOINTS) - 1),
     st.sampled_from([0, 0, 100]),  # vlan
     st.sampled_from([0x18, 0x10, 0x02, 0x02, 0x12, 0x11, 0x04, 0x03]),  # tcp flags
-    st.integers(0, len(PAYLOADS) - 1)), max_size=25)
+    st.integers(0, len(PAYLOADS) - 1),
+    st.sampled_from([1000, 1001, 1001, 2**32 - 1, 0, -1])), max_size=25)  # seq (-1: no header)
 
 
 def _rows_batch(rows) -> tuple[np.ndarray, np.ndarray]:
+    """PACKET rows over a buffer of 20-byte TCP headers (or 3 bytes of junk) and payloads."""
     buf, packets = bytearray(), np.zeros(len(rows), PACKET)
-    for i, (status, proto, a, b, vlan, flags, k) in enumerate(rows):
+    for i, row in enumerate(rows):
+        status, proto, a, b, vlan, flags, k, seq = row if len(row) == 8 else (*row, -1)
         p = packets[i]
         p["status"], p["proto"], p["vlan"], p["tcp_flags"] = status, proto, vlan, flags
         p["src_hi"], p["src_lo"], p["sport"] = ENDPOINTS[a]
         p["dst_hi"], p["dst_lo"], p["dport"] = ENDPOINTS[b]
-        p["data_off"], p["payload_off"], p["payload_len"] = len(buf), 3, len(PAYLOADS[k])
-        buf += b"hdr" + PAYLOADS[k]
+        head = b"hdr" if seq < 0 else struct.pack(">HHIIBBHHH", 1, 2, seq, 0, 5 << 4, flags, 0,
+                                                   0, 0)
+        p["data_off"], p["payload_off"], p["payload_len"] = len(buf), len(head), len(PAYLOADS[k])
+        buf += head + PAYLOADS[k]
     return np.frombuffer(bytes(buf), np.uint8).copy(), packets
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=st.lists(st.tuples(packet_rows, st.lists(st.integers(0, 2**64 - 1), max_size=3),
                                   st.booleans()), min_size=1, max_size=4),
        capacity_bits=st.integers(1, 4), max_fill=st.integers(0, 20),
-       syn_bits=st.integers(0, 3))
-def test_prefilter_kernel_matches_its_twin(batches, capacity_bits, max_fill, syn_bits):
+       syn_bits=st.integers(0, 3), rules=st.sampled_from([[], RULES]))
+def test_prefilter_kernel_matches_its_twin(batches, capacity_bits, max_fill, syn_bits, rules):
     table = np.zeros(1 << capacity_bits, np.uint64)
     syns = np.zeros(1 << syn_bits, np.uint64)
+    syn_seqs = np.zeros(1 << syn_bits, np.uint32)
     ref_table: set[int] = set()
-    ref_syns = [0] * (1 << syn_bits)
+    ref_syns, ref_seqs = [0] * (1 << syn_bits), [0] * (1 << syn_bits)
+    compiled = pf.build_start_rules(rules)
     fill = 0
     for rows, extra, forget_some in batches:
         buf, packets = _rows_batch(rows)
-        marks, hashes, fill, refused = pf.select_stream_packets(buf, packets, table, fill,
-                                                                max_fill, syns)
+        marks, hashes, fill, refused = pf.select_stream_packets(
+            buf, packets, table, fill, max_fill, syns, syn_seqs, compiled)
         r_marks, r_hashes, r_refused = select_stream_packets_reference(
-            buf.tobytes(), packets, ref_table, len(table), max_fill, ref_syns)
+            buf.tobytes(), packets, ref_table, len(table), max_fill, ref_syns, ref_seqs, rules)
         assert marks.tolist() == r_marks and hashes.tolist() == r_hashes
         assert refused == r_refused and fill == len(ref_table)
         assert set(table[table != 0].tolist()) == ref_table
-        assert syns.tolist() == ref_syns
+        assert syns.tolist() == ref_syns and syn_seqs.tolist() == ref_seqs
         if forget_some:  # half of the known flows plus some unknown hashes leave the table
             gone = np.array(sorted(ref_table)[::2] + extra, np.uint64)
             n = pf.forget_flows(table, gone)
@@ -649,6 +664,54 @@ def test_prefilter_kernel_matches_its_twin(batches, capacity_bits, max_fill, syn
             fill -= n
             assert set(table[table != 0].tolist()) == ref_table
             assert all(pf.table_contains(table, np.uint64(h)) for h in ref_table)
+
+
+def _select(rows, rules=RULES, syn_slots=16):
+    buf, packets = _rows_batch(rows)
+    table, syns = np.zeros(16, np.uint64), np.zeros(syn_slots, np.uint64)
+    marks, *_ = pf.select_stream_packets(buf, packets, table, 0, 8, syns,
+                                         np.zeros(syn_slots, np.uint32),
+                                         pf.build_start_rules(rules))
+    return marks.tolist()
+
+
+def test_start_rules_open_a_flow_where_their_payload_matches():
+    k = PAYLOADS.index
+    getwork, other = k(PAYLOADS[11]), k(PAYLOADS[12])
+    assert _select([(0, 6, 0, 2, 0, 0x18, getwork, 77)]) == [3]
+    assert _select([(0, 6, 0, 2, 0, 0x18, other, 77)]) == [0]
+    assert _select([(0, 6, 0, 2, 0, 0x18, getwork, 77)], rules=[]) == [0]
+    assert _select([(0, 6, 0, 2, 0, 0x18, k(SV2_SETUP), 77)]) == [3]
+    assert _select([(0, 6, 0, 2, 0, 0x18, k(SV2_SETUP[:-1]), 77)]) == [0]  # frame cut short
+    lp = k(b"GET /LP X-Mining-Extensions: midstate")
+    assert _select([(0, 6, 0, 2, 0, 0x18, lp, 77), (0, 6, 0, 1, 0, 0x18, k(b"GE"), 7)]) == [3, 0]
+
+
+def test_a_noise_key_opens_a_flow_only_as_the_syn_senders_first_payload():
+    key = PAYLOADS.index(NOISE_KEY)
+    syn = (0, 6, 0, 2, 0, 0x02, 0, 1000)
+    first = (0, 6, 0, 2, 0, 0x18, key, 1001)
+    opened = pf.SELECTED | pf.NEW_FLOW | pf.SYN_FROM_SENDER
+    assert _select([syn, first]) == [0, opened]
+    assert _select([first]) == [0]  # no SYN seen: a later record of some encrypted stream
+    assert _select([syn, (0, 6, 0, 2, 0, 0x18, key, 1500)]) == [0, 0]  # not the opening bytes
+    assert _select([syn, (0, 6, 2, 0, 0, 0x18, key, 1001)]) == [0, 0]  # the other side
+    assert _select([syn, (0, 6, 0, 2, 0, 0x18, PAYLOADS.index(b"a" * 64), 1001)]) == [0, 0]
+    assert _select([(0, 6, 0, 2, 0, 0x02, 0, 2**32 - 1), (0, 6, 0, 2, 0, 0x18, key, 0)]) == [
+        0, opened]  # the sequence number wraps
+
+
+def test_the_fingerprints_rules_select_the_http_and_sv2_samples():
+    from poolwatch.detect.streams import start_rules
+    from poolwatch.fingerprints import load_fingerprints
+
+    rules = start_rules(load_fingerprints())
+    assert len(rules.flags) >= 3
+    for name in ("getwork_http", "stratum_v2_plain", "stratum_v2_noise"):
+        events, _ = run(PCAPS / "stratum" / f"{name}.pcap", rules=rules)
+        assert len(streams(events)) == 1, name
+        events, _ = run(PCAPS / "stratum" / f"{name}.pcap")
+        assert streams(events) == [], name  # without the rules: JSON lines only
 
 
 @settings(max_examples=200, deadline=None)
@@ -675,13 +738,14 @@ def test_prefilter_on_a_full_table_counts_and_goes_on():
     rows = [(0, 6, 0, 1, 0, 0x18, 1), (0, 6, 0, 2, 0, 0x18, 1), (0, 6, 1, 2, 0, 0x18, 1),
             (0, 6, 2, 1, 0, 0x10, 0)]
     buf, packets = _rows_batch(rows)
-    table, syns = np.zeros(4, np.uint64), np.zeros(1, np.uint64)
-    marks, _, fill, refused = pf.select_stream_packets(buf, packets, table, 0, 100, syns)
+    table, syns, seqs = np.zeros(4, np.uint64), np.zeros(1, np.uint64), np.zeros(1, np.uint32)
+    args = (syns, seqs, pf.NO_RULES)
+    marks, _, fill, refused = pf.select_stream_packets(buf, packets, table, 0, 100, *args)
     assert fill == 3 and refused == 0  # max_fill is clamped to len(table) - 1: one slot free
-    marks, _, fill, refused = pf.select_stream_packets(buf, packets, table, fill, 100, syns)
+    marks, _, fill, refused = pf.select_stream_packets(buf, packets, table, fill, 100, *args)
     assert marks.tolist() == [1, 1, 1, 1] and fill == 3 and refused == 0
     buf2, packets2 = _rows_batch([(0, 6, 0, 1, 100, 0x18, 1)])
-    marks, _, fill, refused = pf.select_stream_packets(buf2, packets2, table, fill, 100, syns)
+    marks, _, fill, refused = pf.select_stream_packets(buf2, packets2, table, fill, 100, *args)
     assert marks.tolist() == [3] and fill == 3 and refused == 1
 
 
@@ -690,7 +754,8 @@ def test_syn_bits_name_the_side_that_opened():
             (0, 6, 0, 2, 0, 0x18, 1)]
     buf, packets = _rows_batch(rows)
     table, syns = np.zeros(16, np.uint64), np.zeros(16, np.uint64)
-    marks, hashes, fill, _ = pf.select_stream_packets(buf, packets, table, 0, 8, syns)
+    marks, hashes, fill, _ = pf.select_stream_packets(buf, packets, table, 0, 8, syns,
+                                                      np.zeros(16, np.uint32), pf.NO_RULES)
     assert marks.tolist() == [0, 0, pf.SELECTED | pf.NEW_FLOW | pf.SYN_FROM_RECEIVER,
                               pf.SELECTED]
     assert hashes[2] == hashes[3] != 0 and fill == 1
@@ -718,14 +783,22 @@ PEER = sorted((PEER_CORPUS / "pcap").iterdir()) if (PEER_CORPUS / "pcap").is_dir
 @pytest.mark.corpus
 @pytest.mark.skipif(not PEER, reason=f"nDPI's captures are not at {PEER_CORPUS}/pcap")
 def test_collector_over_every_capture(capsys):
-    """Nothing raises, and what gets selected speaks JSON (every conversation opens with {")."""
+    """Nothing raises, and what gets selected speaks JSON (a conversation opens with {") or
+    starts the way a signature of the fingerprints says (HTTP work requests, SV2)."""
+    from poolwatch.detect.streams import start_rules
+    from poolwatch.fingerprints import load_fingerprints
+
+    fp = load_fingerprints()
+    signatures = [s for d in fp.dialects.values() if d.framing != "ndjson"
+                  for s in d.client_signatures]
     selected: dict[str, int] = {}
     for capture in CORPUS + PEER:
-        events, col = run(capture)
+        events, col = run(capture, rules=start_rules(fp))
         got = streams(events)
         for g in got:
-            firsts = [g["chunks"][d][0].data.lstrip() for d in (0, 1) if g["chunks"][d]]
-            assert any(f.startswith(b"{") for f in firsts), (capture.name, firsts)
+            firsts = [g["chunks"][d][0].data for d in (0, 1) if g["chunks"][d]]
+            assert any(f.lstrip().startswith(b"{") or any(s.matches(f) for s in signatures)
+                       for f in firsts), (capture.name, firsts)
             assert g["end"] in ("fin", "rst", "idle", "eof", "evicted")
         if got:
             selected[capture.name] = len(got)

@@ -17,7 +17,7 @@ import csv
 import functools
 import re
 import statistics
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -102,23 +102,50 @@ class _Entry(_Model):
 
 class Signature(_Model):
     """How a first payload of one side looks. ``matches`` checks the byte-level parts;
-    ``high_entropy`` (Stratum V2's Noise keys) is left to the caller."""
+    ``high_entropy`` (Stratum V2's Noise keys) is left to the caller.
+
+    Signatures of dialects that do not frame JSON lines also decide which TCP flows the
+    stream prefilter hands to Python (``detect.streams.start_rules``).
+    """
 
     first_byte: str | None = Field(default=None, min_length=1, max_length=1)
     first_bytes: str | None = None
+    first_hex: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2})+$")
     contains: list[Text] = []
-    payload_len: int | None = None
+    payload_len: int | None = Field(default=None, ge=1)
     high_entropy: bool = False
+    # The payload holds at least one whole binary-sv2 frame: its 6-byte header's U24 LE
+    # length (bytes 3..5) fits in the segment.
+    whole_frame: bool = False
+    # Matches only the opening payload of the side that sent the SYN: binary shapes (a Noise
+    # key, a zero prefix) also turn up in the middle of unrelated binary streams.
+    opening_only: bool = False
     note: str | None = None
 
+    @property
+    def prefix(self) -> bytes:
+        """The bytes every matching payload starts with (possibly none)."""
+        if self.first_hex is not None:
+            return bytes.fromhex(self.first_hex)
+        return (self.first_bytes or self.first_byte or "").encode()
+
     def matches(self, payload: bytes) -> bool:
-        if self.first_byte is not None and payload[:1] != self.first_byte.encode():
-            return False
-        if self.first_bytes is not None and not payload.startswith(self.first_bytes.encode()):
+        if not payload.startswith(self.prefix):
             return False
         if self.payload_len is not None and len(payload) != self.payload_len:
             return False
+        if self.whole_frame and not (
+            len(payload) >= 6 and 6 + int.from_bytes(payload[3:6], "little") <= len(payload)
+        ):
+            return False
         return all(c.encode() in payload for c in self.contains)
+
+    @model_validator(mode="after")
+    def _one_prefix(self) -> Signature:
+        given = [f for f in ("first_byte", "first_bytes", "first_hex") if getattr(self, f)]
+        if len(given) > 1:
+            raise ValueError(f"give one of first_byte, first_bytes, first_hex, not {given}")
+        return self
 
 
 class Message(_Model):
@@ -218,12 +245,38 @@ class Dialect(_Entry):
     notes: str | None = None
     source: Text
 
+    @model_validator(mode="after")
+    def _frames_need_framing(self) -> Dialect:
+        for s in self.client_signatures + self.server_signatures:
+            if s.whole_frame and self.framing != "binary-sv2":
+                raise ValueError("whole_frame is defined for binary-sv2 framing only")
+        return self
+
 
 class Recognise(_Model):
     notify_param_count: list[int] = []
     submit_param_count: list[int] = []
     markers: list[Text] = []
+    # CryptoNote: coin ticker -> the block major versions (first varint of a job's hashing
+    # blob) at which that coin hashed with this family, e.g. {XMR: [12, 13, …]} for RandomX.
+    blob_major_versions: dict[str, list[int]] = {}
     notes: str | None = None
+
+    @field_validator("blob_major_versions")
+    @classmethod
+    def _blob_versions(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for coin, versions in v.items():
+            if not re.fullmatch(r"[A-Z0-9]{2,10}", coin):
+                raise ValueError(f"blob_major_versions: {coin!r} is not a coin ticker (A-Z, 0-9)")
+            if not versions:
+                raise ValueError(f"blob_major_versions: no versions for {coin}")
+            bad = [n for n in versions if isinstance(n, bool) or not 0 <= n <= 255]
+            if bad:
+                raise ValueError(f"blob_major_versions: {coin} {bad} not a block major "
+                                 "version (0-255, a uint8)")
+            if len(set(versions)) != len(versions):
+                raise ValueError(f"blob_major_versions: {coin} lists a version twice")
+        return v
 
 
 class Variant(_Entry):
@@ -581,6 +634,11 @@ class EfficiencyRow(_Model):
         return self
 
     @property
+    def hashrate_hs(self) -> float:
+        """Nameplate rate in hashes (solutions) per second."""
+        return self.hashrate * HASH_UNITS[self.hashrate_unit]
+
+    @property
     def joules_per_hash(self) -> float | None:
         """Joules per hash (per solution for Equihash), or None without a power figure."""
         return (
@@ -885,7 +943,14 @@ class Fingerprints:
         return None
 
     def share_work(self, dialect: str, variant: str | None = None) -> ShareWork:
-        """The work-per-share rule for a session: the variant's own rule, else the dialect's."""
+        """The work-per-share rule for a session: the variant's own rule, else the dialect's.
+
+        A dialect whose pools send targets keeps its own rule whatever the variant: a hash
+        below target T takes 2^256 / T tries on average for any algorithm. Variants differ
+        only in how pools scale a *difficulty*.
+        """
+        if self.dialects[dialect].share_work.basis == "target":
+            return self.dialects[dialect].share_work
         if variant is not None and self.variants[variant].share_work is not None:
             return self.variants[variant].share_work  # type: ignore[return-value]
         return self.dialects[dialect].share_work
@@ -926,18 +991,28 @@ class Fingerprints:
 
     # -- efficiency
     def efficiency_range(
-        self, name: str, device_class: str | None = None, *, include_unconfirmed: bool = True
+        self,
+        name: str,
+        device_class: str | Collection[str] | None = None,
+        *,
+        include_unconfirmed: bool = True,
+        hashrate_between: tuple[float, float] | None = None,
     ) -> EfficiencyRange | None:
         """Min / median / max joules per hash over the devices of an algorithm. ``name`` is an
-        algorithm id (exact) or a variant id (all its algorithms, e.g. ethash + etchash)."""
+        algorithm id (exact) or a variant id (all its algorithms, e.g. ethash + etchash).
+        ``device_class`` keeps one class or several; ``hashrate_between`` (H/s or Sol/s) the
+        devices whose nameplate rate lies in that interval."""
         algos = set(self.variants[name].algorithms) if name in self.variants else {name}
+        classes = {device_class} if isinstance(device_class, str) else device_class
         rows = [
             r
             for r in self.efficiency.values()
             if r.algorithm in algos
             and r.joules_per_hash is not None
-            and (device_class is None or r.class_ == device_class)
+            and (classes is None or r.class_ in classes)
             and (include_unconfirmed or "unconfirmed" not in r.flags)
+            and (hashrate_between is None
+                 or hashrate_between[0] <= r.hashrate_hs <= hashrate_between[1])
         ]
         if not rows:
             return None
@@ -970,12 +1045,16 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "fingerprints"
 
 
+# libyaml's loader when PyYAML was built with it: ten times faster, same nodes and marks.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _yaml_doc(path: Path) -> tuple[dict, dict[tuple[str, int], int]]:
     """The document and the line of every list item under a top-level key."""
     text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.SafeLoader(text).construct_document(node) if node is not None else None
+        node = yaml.compose(text, Loader=_YAML_LOADER)
+        doc = _YAML_LOADER(text).construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
@@ -1308,10 +1387,17 @@ def _check_references(layer: _Layer) -> None:
         path, loc = layer.where.get((kind, key), (kind, str(key)))
         raise FingerprintError(path, loc, reason)
 
+    blob_versions: dict[tuple[str, int], str] = {}
     for v in layer.variants.values():
         for d in v.dialects:
             if d not in layer.dialects:
                 fail("variants", v.id, f"unknown dialect {d!r}")
+        for coin, versions in v.recognise.blob_major_versions.items():
+            for n in versions:
+                other = blob_versions.setdefault((coin, n), v.id)
+                if other != v.id:
+                    fail("variants", v.id,
+                         f"blob major version {n} of {coin} is also claimed by {other!r}")
     for a in layer.agents.values():
         for d in a.dialects:
             if d not in layer.dialects:

@@ -24,6 +24,7 @@ the regularised incomplete gamma function is evaluated here (series and continue
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ def gamma_ppf(p: float, a: float) -> float:
     return 0.5 * (lo + hi)
 
 
+@functools.lru_cache(maxsize=4096)
 def poisson_interval(n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Garwood) two-sided interval for the mean of a Poisson count ``n``:
     ``[χ²(α/2; 2n)/2, χ²(1-α/2; 2n+2)/2]``; the lower bound is 0 for n = 0."""

@@ -17,8 +17,8 @@ Three layers, so that detection knowledge stays data:
 * **Conclusions** (at the end of a conversation): which side is the miner (the side that
   sends client methods, never simply the first sender), the dialect (signatures and message
   shapes scored per dialect), the algorithm family (announced algorithms, pool endpoint,
-  job shapes, markers, coin hints, wallet format, each only as strong as its evidence), coin,
-  pool, hashrate and power.
+  job shapes, markers, coin hints, wallet format, the block version of CryptoNote job blobs,
+  each only as strong as its evidence), coin, pool, hashrate and power.
 
 A conversation is a session only on real evidence: a login of a mining dialect, or jobs and
 submits in a dialect's shapes. Plain JSON-RPC (node RPC, Electrum, chat) never becomes one.
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from poolwatch.fingerprints import Fingerprints, Variant, load_fingerprints
+from poolwatch.fingerprints import EfficiencyRange, Fingerprints, Variant, load_fingerprints
 from poolwatch.kernels.communityid import community_ids
 from poolwatch.records import addr_to_halves
 
@@ -48,7 +48,8 @@ from .streams import Conversation, StreamData, StreamEnd
 
 __all__ = ["StratumSession", "StratumTracker", "split_login"]
 
-HostLookup = Callable[[str, int], "str | None"]
+# (dest_ip, dest_port, the session's first-seen time in ns or None) -> host name or None
+HostLookup = Callable[[str, int, "int | None"], "str | None"]
 
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 _HEX64 = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
@@ -59,6 +60,11 @@ _TICKER = re.compile(r"[A-Z0-9]{2,10}")
 _PAYMENT_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{64}")
 _SEPARATORS = "./+:"
 _EXCLUDED_ERRORS = (22, 23)  # duplicate, low difficulty: no work behind the share (ZIP 301)
+# A job blob's block major version, once the coin is known, says which algorithm hashes it:
+# direct evidence, above a wallet format (3) and a pool endpoint's family with it (4 + 3).
+# An announced algorithm (xmrig "algo" in the login or job) still wins: the version then
+# does not vote.
+_BLOB_VERSION_WEIGHT = 8
 
 
 def _is_hex(v: Any, exact64: bool = False) -> bool:
@@ -198,6 +204,10 @@ class _Vocabulary:
             self.counts[d.id] = per
         self.variants_of = {d.id: [v for v in fp.variants.values() if d.id in v.dialects]
                             for d in ds}
+        # CryptoNote: (coin, block major version of the job blob) -> the family it hashes with
+        self.blob_variants: dict[tuple[str, int], Variant] = {
+            (coin, n): v for v in fp.variants.values()
+            for coin, versions in v.recognise.blob_major_versions.items() for n in versions}
 
 
 # ---------------------------------------------------------------------------- state
@@ -285,6 +295,7 @@ class _State:
         self.device_id: str | None = None
         self.sv2_setup: dict[str, Any] | None = None
         self.solution_sizes: set[int] = set()  # Equihash solution bytes seen in submits
+        self.blob_major: int | None = None  # block major version of the first CryptoNote job blob
         self.worker_shares: dict[str, int] = {}
         self.first_payload: list[tuple[int, bool] | None] = [None, None]  # (length, random?)
         self.records = [0, 0]  # segments of an opaque (encrypted) stream, per side
@@ -410,9 +421,9 @@ class StratumTracker:
     """Per-conversation Stratum parsers fed with stream events; sessions out at the end.
 
     ``feed`` takes one event and returns the sessions of conversations that ended with it;
-    ``flush`` ends every conversation still open. ``host_of(dest_ip, dest_port)`` may name
-    the host the miner connected to (from DNS or TLS SNI seen by the scan layer) when the
-    protocol itself does not. ``stats`` counts what the caps and error paths did.
+    ``flush`` ends every conversation still open. ``host_of(dest_ip, dest_port, first_ts_ns)``
+    may name the host the miner connected to (the scan's passive DNS map) when the protocol
+    itself does not. ``stats`` counts what the caps and error paths did.
     """
 
     def __init__(
@@ -959,6 +970,8 @@ class StratumTracker:
             algo = result.get("algo")
             if isinstance(algo, str):
                 st.algos.append((algo, 5, "job algo"))
+            if st.blob_major is None:
+                st.blob_major = _blob_major_version(result.get("blob"))
             st.record_job(result.get("job_id"),
                           (None, _norm_hex(target) if _is_hex(target) else None), ts, frame)
         elif _is_hex(result.get("data")) and len(result["data"]) >= 152:
@@ -1084,7 +1097,8 @@ class StratumTracker:
         login = st.logins[0] if st.logins else (st.workers[0] if st.workers else None)
         wallet, _account, worker = split_login(self.fp, login) if login else (None, None, None)
         worker = worker or st.top_worker
-        pool_host = st.pool_host or (self.host_of(dst, dport) if self.host_of else None)
+        pool_host = st.pool_host or (self.host_of(dst, dport, st.first_ts or None)
+                                       if self.host_of else None)
         endpoints = self.fp.endpoints_for(pool_host, dport) if pool_host else []
         if pool_host and not endpoints:
             endpoints = self.fp.endpoints_for(pool_host)
@@ -1116,8 +1130,7 @@ class StratumTracker:
                                 unknown_reason=unknown, last=last_work)
         eff = None
         if variant is not None:
-            has_rows = any(r.algorithm == algorithm for r in self.fp.efficiency.values())
-            eff = self.fp.efficiency_range(algorithm if has_rows else variant.id)
+            eff = self._efficiency(st, algorithm, variant, est, evidence)
         power = estimate_power(est, eff)
         if est.hashrate_hs is not None and power.power_w is None:
             evidence["power_reason"] = ("algorithm unknown" if variant is None else
@@ -1150,6 +1163,40 @@ class StratumTracker:
             diff1_shares_per_s=est.diff1_shares_per_s,
         )
 
+    def _efficiency(self, st: _State, algorithm: str | None, variant: Variant, est,
+                    evidence: dict) -> EfficiencyRange | None:
+        """The devices this session's power is estimated over, as narrow as the traffic allows.
+
+        The agent's hardware classes (xmrig: CPU; ethminer: GPU) keep devices of those classes.
+        A connection with one worker and no proxy agent is usually one machine, so devices
+        whose nameplate rate lies in the session's 95 % hashrate interval are kept too. Each
+        narrowing is dropped again when no device of the table passes it.
+        """
+        has_rows = any(r.algorithm == algorithm for r in self.fp.efficiency.values())
+        name = algorithm if has_rows and algorithm else variant.id
+        agent = st.agent or st.http_agent
+        hit = self.fp.match_agent(agent) if agent else None
+        hardware = set(hit.agent.hardware) if hit else set()
+        classes = (hardware & {"asic", "gpu", "cpu", "fpga"}) or None
+        one_machine = "proxy" not in hardware and len(st.workers) <= 1 and len(st.logins) <= 1
+        tries: list[tuple[set[str] | None, tuple[float, float] | None, str]] = []
+        if one_machine and est.low is not None and est.high is not None:
+            tries.append((classes, (est.low, est.high), (
+                "one worker on the connection: devices rated within the session's 95 % "
+                "hashrate interval")))
+        if classes:
+            tries.append((classes, None, f"devices of the agent's hardware ({', '.join(sorted(classes))})"))
+        tries.append((None, None, f"every {name} device in the efficiency table"))
+        for cls, between, basis in tries:
+            eff = self.fp.efficiency_range(name, cls, hashrate_between=between)
+            if eff is not None:
+                if cls and between:
+                    basis += f" and of the agent's hardware ({', '.join(sorted(cls))})"
+                evidence["power_basis"] = basis
+                evidence["power_devices"] = list(eff.devices[:12])
+                return eff
+        return None
+
     @staticmethod
     def _endpoints(conv: Conversation, miner: int) -> tuple[str, int, str, int]:
         if miner == 0:
@@ -1176,7 +1223,7 @@ class StratumTracker:
                 "handshake_bytes": [mine[0], pools[0]], "records": list(st.records),
                 "frames": sorted(st.key_frames)}
             coin = self._coin(st, dialect, variant, None, [], evidence)
-            pool_host = self.host_of(dst, dport) if self.host_of else None
+            pool_host = self.host_of(dst, dport, st.first_ts or None) if self.host_of else None
             endpoints = self.fp.endpoints_for(pool_host, dport) if pool_host else []
             self.stats["sessions"] += 1
             return StratumSession(
@@ -1252,9 +1299,13 @@ class StratumTracker:
                 votes[vid] = votes.get(vid, 0) + weight
                 why.setdefault(vid, []).append(source)
 
+        announced = False
         for name, weight, where in st.algos:
             if (var := fp.variant_for_algorithm(name)) is not None:
                 add([var.id], weight, f"{where} {name!r}")
+                announced = True
+        if not announced and (blob := self._blob_family(st, endpoints, wallet)) is not None:
+            add([blob[0].id], _BLOB_VERSION_WEIGHT, blob[1])
         for ep in endpoints:
             if "multi-algo" in ep.flags:
                 continue
@@ -1312,7 +1363,37 @@ class StratumTracker:
             evidence["algorithm_from"] = why[variant.id]
         elif variant is not None:
             evidence["algorithm_from"] = [f"the only algorithm family of {dialect}"]
+        if st.blob_major is not None:
+            evidence["blob_major_version"] = st.blob_major
+            blob = self._blob_family(st, endpoints, wallet)
+            if blob is not None and variant is not None and blob[0].id != variant.id:
+                evidence["blob_major_version_overruled"] = (
+                    f"{blob[1]}; outweighed by " + "; ".join(why.get(variant.id, ())))
         return dialect, variant
+
+    def _blob_family(self, st: _State, endpoints: list,
+                     wallet: str | None) -> tuple[Variant, str] | None:
+        """The algorithm family the first job blob's block major version means (CryptoNote),
+        with its description, when the coin is known: the mine-coin hints, the pool endpoint
+        and the wallet format name one coin together, and a variant's
+        ``recognise.blob_major_versions`` lists that version for it. Else None."""
+        n = st.blob_major
+        if n is None:
+            return None
+        fp = self.fp
+        named = [c for p in st.passwords for h, c in fp.coin_hints_in(p, "password")
+                 if "payout" not in h.meaning]
+        named += [c for lg in st.logins for _, c in fp.coin_hints_in(lg, "login")]
+        named += [ep.coin for ep in endpoints if ep.coin and "multi-algo" not in ep.flags]
+        named += fp.coins_for_wallet(wallet) if wallet else []
+        coins = {t for c in named if (t := _ticker(c))}  # as _coin reads them
+        if len(coins) != 1:
+            return None
+        coin = next(iter(coins))
+        var = self.vocab.blob_variants.get((coin, n))
+        if var is None:
+            return None
+        return var, f"job blob major version {n}: {coin} hashed it with {var.id}"
 
     def _coin(self, st: _State, dialect: str, variant: Variant | None, wallet: str | None,
               endpoints: list, evidence: dict) -> str | None:
@@ -1321,7 +1402,9 @@ class StratumTracker:
         or the only coin of every pool of the dialect. A wallet format shared by several
         coins (0x addresses of all EVM chains, legacy Bitcoin forms) decides nothing alone."""
         fp = self.fp
-        allowed = {t for c in variant.coins if (t := _ticker(c))} if variant else None
+        # a family's coins, and those its blob major versions name (XMR's CryptoNight years)
+        allowed = ({t for c in variant.coins if (t := _ticker(c))}
+                   | set(variant.recognise.blob_major_versions)) if variant else None
 
         def fits(coin: str | None) -> bool:
             return coin is not None and (not allowed or coin in allowed)
@@ -1442,6 +1525,23 @@ def _random_looking(data: bytes) -> bool:
     n = len(data)
     h = -sum(c / n * math.log2(c / n) for c in Counter(data).values())
     return h >= 0.85 * math.log2(min(n, 256))
+
+
+def _blob_major_version(blob: Any) -> int | None:
+    """The block major version a CryptoNote hashing blob starts with: its first varint (7 bits
+    a byte, least significant first; a uint8 in the block header, so at most 2 bytes and 255).
+    None when the hex does not start with one."""
+    if not _is_hex(blob):
+        return None
+    h, value = _norm_hex(blob), 0
+    for i in range(2):
+        if len(h) < 2 * i + 2:
+            return None
+        b = int(h[2 * i:2 * i + 2], 16)
+        value |= (b & 0x7F) << (7 * i)
+        if b < 0x80:
+            return value if value <= 255 else None
+    return None
 
 
 def _solution_size(p: Any) -> int | None:

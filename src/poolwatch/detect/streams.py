@@ -1,7 +1,8 @@
 """TCP byte streams of the few flows that can carry Stratum, in order, as they arrive.
 
 A numba prefilter (``kernels.prefilter``) picks the packets worth Python's time: TCP payload
-that starts like JSON, and every later payload packet of a flow that did. Only those packets
+that starts like JSON or matches a start rule (:func:`start_rules`: getwork over HTTP,
+Stratum V2), and every later packet of a flow that did. Only those packets
 reach the :class:`StreamCollector`, which puts each direction's bytes in sequence order
 (retransmissions dropped, out-of-order segments held until the gap fills or is given up on)
 and hands them on as :class:`StreamData` events, so the protocol parsers above it consume
@@ -17,13 +18,44 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..fingerprints import Fingerprints
 from ..kernels.prefilter import (
+    NO_RULES,
+    RULE_FIRST_PAYLOAD,
+    RULE_HIGH_ENTROPY,
+    RULE_WHOLE_FRAME,
     SYN_FROM_RECEIVER,
     SYN_FROM_SENDER,
+    StartRules,
+    build_start_rules,
     forget_flows,
     select_stream_packets,
 )
 from ..records import PacketBatch, halves_to_addr
+
+
+def start_rules(fp: Fingerprints) -> StartRules:
+    """The prefilter's start rules from the client signatures of the dialects that do not
+    send JSON lines (those the ``{"`` test already catches): getwork's HTTP requests and
+    Stratum V2's frames and Noise handshake.
+
+    Signatures marked ``opening_only`` (binary shapes: a Noise key, a zero prefix) match a
+    connection's opening payload only: later segments of unrelated binary or encrypted
+    streams have such shapes too, and each one that matched would send its whole flow
+    through Python.
+    """
+    rules = []
+    for dialect in fp.dialects.values():
+        if dialect.framing == "ndjson":
+            continue
+        for sig in dialect.client_signatures:
+            flags = ((RULE_HIGH_ENTROPY if sig.high_entropy else 0)
+                     | (RULE_WHOLE_FRAME if sig.whole_frame else 0))
+            if sig.opening_only:
+                flags |= RULE_FIRST_PAYLOAD
+            rules.append((sig.prefix, sig.payload_len or 0, [c.encode() for c in sig.contains],
+                          flags))
+    return build_start_rules(rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +158,7 @@ class _State:
 
 
 class StreamCollector:
-    """Reassembles the TCP byte streams of JSON-speaking flows, batch by batch.
+    """Reassembles the TCP byte streams of flows that can carry Stratum, batch by batch.
 
     :meth:`update` runs the prefilter kernel over a whole batch, then loops in Python over
     the selected packets only. Each direction is put in sequence order: bytes already
@@ -138,7 +170,7 @@ class StreamCollector:
 
     Memory is bounded by ``max_conversations``, the held bytes (and segments) per direction
     and in total, and fixed-size prefilter tables. What the bounds cost is counted in
-    :attr:`stats`: ``table_full`` (new JSON flows the prefilter could not remember: only
+    :attr:`stats`: ``table_full`` (new flows the prefilter could not remember: only
     their ``{"`` segments get through), ``evicted``, ``held_limit`` (gaps skipped early
     because held data passed a bound), ``gaps``/``gap_bytes``, ``duplicate_bytes``,
     ``orphan_packets`` (selected packets with nothing to collect, e.g. a bare ACK of a flow
@@ -167,6 +199,7 @@ class StreamCollector:
         syn_slots: int = 1 << 14,
         close_linger_s: float = 120.0,
         max_closed: int = 4096,
+        rules: StartRules = NO_RULES,
     ) -> None:
         if max_conversations < 1:
             raise ValueError("max_conversations must be at least 1")
@@ -186,6 +219,8 @@ class StreamCollector:
         self._max_fill = len(self._table) // 2
         self._fill = 0
         self._syns = np.zeros(1 << max(0, (syn_slots - 1).bit_length()), np.uint64)
+        self._syn_seqs = np.zeros(len(self._syns), np.uint32)
+        self._rules = rules
         self._convs: OrderedDict[tuple, _State] = OrderedDict()  # least recently seen first
         self._closed: OrderedDict[tuple, int] = OrderedDict()  # key -> capture time of FIN/RST
         self._holding: dict[tuple[tuple, int], _State] = {}  # sides with held segments
@@ -212,7 +247,8 @@ class StreamCollector:
         if len(batch.packets) == 0:
             return iter(out)
         marks, hashes, self._fill, refused = select_stream_packets(
-            batch.buf, batch.packets, self._table, self._fill, self._max_fill, self._syns)
+            batch.buf, batch.packets, self._table, self._fill, self._max_fill, self._syns,
+            self._syn_seqs, self._rules)
         self.stats["table_full"] += int(refused)
         idx = np.flatnonzero(marks)
         if len(idx):
@@ -228,6 +264,7 @@ class StreamCollector:
             self._end(st, "eof", out)
         self._table[:] = 0
         self._syns[:] = 0
+        self._syn_seqs[:] = 0
         self._fill = 0
         self._closed.clear()
         self._forget.clear()

@@ -1,0 +1,489 @@
+"""Passive DNS: the names the capture's own DNS answers gave to each address.
+
+A miner usually connects to a pool by name (``etc.2miners.com:1010``), and the name says more
+than the address: which pool, often which coin (``fingerprints/pools.csv``). The name is on
+the wire only in the DNS answer that came just before the connection, so the scan keeps a map
+address → names from every DNS answer it reads, and the Stratum tracker asks it for the name
+of a session's pool address at the session's first-seen time
+(:meth:`PassiveDns.host_of`, the tracker's ``host_of``).
+
+Selection is column-wise, as in :mod:`poolwatch.detect.streams`: numpy masks over the whole
+batch pick the rows with port 53, then the OK UDP/TCP ones with a whole DNS header whose QR
+bit says "response", with answers, and whose question asks for A, AAAA or ANY (the question
+name is walked label by label in numpy, all messages at once). Python runs only for those
+responses. Queries and answers to other questions (PTR, TXT, MX, NULL...) are counted, never
+parsed: they give no address a name.
+
+What is read from a response: the questions and the answer section, with dpkt's
+``dpkt.dns.unpack_name`` for every name (it follows compression pointers, accepts only
+pointers backwards, so no loops, and refuses names over 255 bytes) and ``struct`` for the
+fixed fields; A, AAAA and CNAME records of class IN are used. The authority and additional
+sections are not parsed: an EDNS OPT record, RRSIGs, glue and anything else there cannot
+break the answers before them. (dpkt's ``DNS`` class parses every section and gives up on the
+whole message at any record type it does not know, RRSIG, HTTPS and SVCB among them, and its
+record objects cost more to build than the parsing itself.)
+
+An address maps to the name the client **asked for** (the question), with the CNAME chain
+that led to the address: ``pool.example`` → CNAME ``lb.cdn.example`` → A ``192.0.2.7`` maps
+``192.0.2.7`` to ``pool.example`` with chain ``("pool.example", "lb.cdn.example")``. An
+address record that no question leads to maps to its own owner name.
+
+Known limits:
+
+* DNS over TCP is read only when one segment carries whole length-prefixed messages; a
+  message split over several segments is not reassembled yet (``tcp_unreassembled``).
+* DNS over TLS (853), over HTTPS and over QUIC is encrypted: no names from those.
+* The map is global, not per client: geo-DNS that gives different clients different
+  addresses is fine (each address maps to its name); an address shared by several names is
+  resolved by ``prefer`` and recency (:meth:`PassiveDns.host_of`).
+* Answers are taken as the client saw them: a forged answer in the capture names its
+  address too.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dpkt
+import dpkt.dns
+import numpy as np
+
+from poolwatch.fingerprints import Fingerprints, normalize_name
+from poolwatch.records import PacketBatch, PacketStatus, addr_to_halves, halves_to_addr
+
+__all__ = ["DEFAULT_GRACE_S", "DnsName", "PassiveDns", "pool_name_matcher"]
+
+NS = 1_000_000_000
+DEFAULT_GRACE_S = 3600.0
+DNS_PORT = 53
+_HEADER = struct.Struct(">HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
+_QTAIL = struct.Struct(">HH")  # qtype, qclass
+_RRHEAD = struct.Struct(">HHIH")  # type, class, ttl, rdlength
+_TC = 0x0200
+_ANY = 255
+_OK = int(PacketStatus.OK)
+_unpack_name = dpkt.dns.unpack_name
+_MISSING = object()
+_CLASS_IN = dpkt.dns.DNS_IN
+_A, _AAAA, _CNAME = dpkt.dns.DNS_A, dpkt.dns.DNS_AAAA, dpkt.dns.DNS_CNAME
+_MAX_CHAIN = 16  # CNAME hops followed from a question (resolvers stop at 8-16 as well)
+
+STAT_NAMES = (
+    "packets",  # port-53 UDP/TCP packets with payload
+    "queries",  # messages with the QR bit clear (counted, not parsed)
+    "no_addresses",  # responses without answers, or to other questions (counted, not parsed)
+    "messages",  # responses parsed
+    "answers",  # A/AAAA records learnt (address -> name)
+    "cnames",  # CNAME records in answer sections
+    "malformed",  # not DNS: bad labels or pointers, counts past the end of a whole message...
+    "truncated",  # cut by the capture (snap length, IP fragments); records before the cut used
+    "tc",  # responses the server truncated (TC bit); their complete records are used
+    "tcp_unreassembled",  # TCP segments whose message continues in another segment
+    "other_opcodes",  # responses to NOTIFY, UPDATE...: not name lookups
+    "bad_names",  # names that are not host names (non-ASCII, illegal characters), skipped
+    "bad_records",  # A/AAAA records whose data is not 4/16 bytes
+    "evicted",  # addresses forgotten to stay within max_entries (least recently updated)
+    "names_dropped",  # names forgotten for one address beyond max_names (earliest expiry)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsName:
+    """One name of an address: what was asked, the CNAME chain, when it held.
+
+    ``first_answer_ns``/``last_answer_ns`` are the capture times of the first and latest
+    answer of a run of answers whose validity windows overlap; the name is taken as valid
+    from ``first_answer_ns`` to ``valid_until_ns`` (latest answer time + TTL + grace), both
+    included.
+    """
+
+    name: str
+    chain: tuple[str, ...]
+    first_answer_ns: int
+    last_answer_ns: int
+    valid_until_ns: int
+
+
+class _Run:
+    """Mutable form of :class:`DnsName` inside the map."""
+
+    __slots__ = ("chain", "end", "first", "last", "name")
+
+    def __init__(self, name: str, chain: tuple[str, ...], first: int, end: int) -> None:
+        self.name, self.chain, self.first, self.last, self.end = name, chain, first, first, end
+
+    def public(self) -> DnsName:
+        return DnsName(self.name, self.chain, self.first, self.last, self.end)
+
+
+def pool_name_matcher(fp: Fingerprints) -> Callable[[str], bool]:
+    """``prefer`` for :class:`PassiveDns`: names under a listed pool domain
+    (``domains.csv``) or listed as a pool endpoint host (``pools.csv``)."""
+    return lambda name: fp.match_domain(name) is not None or bool(fp.endpoints_for(name))
+
+
+def _question_types(buf: np.ndarray, msg: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """QTYPE of the first question of each message (the header starts at ``msg``, ``cap``
+    bytes captured), -1 where the name cannot be walked here (a compression pointer or bad
+    label length, the end of the captured bytes): those go to the parser."""
+    qtype = np.full(len(msg), -1, np.int64)
+    live = np.arange(len(msg))
+    at, end = msg + 12, msg + cap
+    for _ in range(128):  # a name of 255 bytes has at most 127 labels
+        inside = at < end
+        if not inside.all():
+            live, at, end = live[inside], at[inside], end[inside]
+        if len(live) == 0:
+            break
+        n = buf[at]
+        last = n == 0
+        if last.any():
+            ok = last & (at + 3 <= end)
+            q = at[ok]
+            qtype[live[ok]] = (buf[q + 1].astype(np.int64) << 8) | buf[q + 2]
+        label = (n > 0) & (n < 64)
+        live, at, end = live[label], at[label] + n[label] + 1, end[label]
+    return qtype
+
+
+def _canonical(ip: str) -> str | None:
+    """An address in the form ``records.halves_to_addr`` writes (IPv4 dotted, IPv6
+    compressed, IPv4-mapped IPv6 as IPv4), or None when ``ip`` is not an address."""
+    try:
+        return halves_to_addr(*addr_to_halves(ip))
+    except ValueError:
+        return None
+
+
+class PassiveDns:
+    """Address → names from the DNS answers of a capture, valid for TTL + grace.
+
+    :meth:`update` reads the DNS responses of a batch (see the module docstring for what is
+    selected and parsed). Each A/AAAA answer makes its address map to the name the client
+    asked for, valid from the answer's capture time to that time + TTL + ``grace_s``, both
+    ends included, to the nanosecond. The TTL of an answer reached through CNAMEs is the
+    smallest TTL along its chain (the client forgets the chain when its first link expires);
+    a TTL with the top bit set counts as 0 (RFC 2181, 8).
+
+    ``grace_s`` (default :data:`DEFAULT_GRACE_S`, one hour) extends every validity because
+    clients use answers well past their TTL: a miner resolves its pool once at start and
+    reconnects to the same address after a drop, stub resolvers and language runtimes cache
+    past the TTL, and pool load balancers announce short TTLs (30-300 s) that say how often to
+    re-ask, not when the address stops being the pool. The cost of a longer grace is a wrong
+    name when an address changes hands within it (CDNs, shared hosting), which ``prefer`` and
+    recency mitigate; 0 gives strict TTL semantics.
+
+    Answers of one name for one address whose windows overlap (or touch) are merged into one
+    run; within a run the name counts as answered at every moment up to its latest answer.
+    Memory is bounded: at most ``max_entries`` addresses (the least recently updated address
+    goes first, counted in ``stats["evicted"]``; about 0.5 KB each, 35 MB when full) and
+    ``max_names`` names per address (the one expiring first goes, ``stats["names_dropped"]``).
+
+    The TTL semantics need capture time to move forward: an answer is only looked up at
+    times after it. Several capture files are read in the order given (``scan`` sorts
+    directories), so files out of time order can leave a session unnamed.
+
+    ``stats`` counts what was read and what was wrong with it (:data:`STAT_NAMES`); nothing
+    in a packet ever raises.
+    """
+
+    def __init__(
+        self,
+        *,
+        grace_s: float = DEFAULT_GRACE_S,
+        max_entries: int = 1 << 16,
+        max_names: int = 16,
+        prefer: Callable[[str], bool] | None = None,
+    ) -> None:
+        if max_entries < 1 or max_names < 1:
+            raise ValueError("max_entries and max_names must be at least 1")
+        if grace_s < 0:
+            raise ValueError("grace_s must not be negative")
+        self.grace_ns = round(grace_s * NS)
+        self.max_entries = max_entries
+        self.max_names = max_names
+        self.prefer = prefer
+        self._map: OrderedDict[str, list[_Run]] = OrderedDict()  # least recently updated first
+        self._names: dict[str, str | None] = {}  # raw name -> normalised (a bounded cache)
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def addresses(self) -> list[str]:
+        """Every address with a name, least recently updated first."""
+        return list(self._map)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def update(self, batch: PacketBatch) -> None:
+        """Learn from the DNS responses in one batch (done before this returns: the reader may
+        reuse the batch's arrays afterwards)."""
+        pk = batch.packets
+        if len(pk) == 0:
+            return
+        idx = np.flatnonzero((pk["sport"] == DNS_PORT) | (pk["dport"] == DNS_PORT))
+        if len(idx) == 0:
+            return
+        # Columns gathered one by one: indexing the structured rows costs ten times more.
+        proto = pk["proto"][idx]
+        idx = idx[(pk["status"][idx] == _OK) & ((proto == 17) | (proto == 6))
+                  & (pk["payload_len"][idx] > 0)]
+        if len(idx) == 0:
+            return
+        self.stats["packets"] += len(idx)
+        buf = batch.buf
+        data_off = pk["data_off"][idx].astype(np.int64)
+        payload_off = pk["payload_off"][idx]
+        start = data_off + payload_off
+        cap = pk["payload_len"][idx].astype(np.int64)
+        # Bytes the payload had on the wire (more than captured under a snap length).
+        wire = np.maximum(pk["l3_off"][idx].astype(np.int64) + pk["ip_len"][idx] - payload_off,
+                          cap)
+        udp = pk["proto"][idx] == 17
+        if udp.any():  # the UDP length covers the whole datagram, first IP fragment included
+            at = data_off[udp] + pk["l4_off"][idx[udp]] + 4
+            udp_len = (buf[at].astype(np.int64) << 8) | buf[at + 1]
+            wire[udp] = np.maximum(wire[udp], udp_len - 8)
+        # First message of each payload: UDP the whole payload, TCP after a 2-byte length.
+        tcp = ~udp
+        msg = start.copy()
+        msg_cap, msg_wire = cap.copy(), wire.copy()
+        keep = np.ones(len(idx), bool)
+        if tcp.any():
+            t_start, t_cap, t_wire = start[tcp], cap[tcp], wire[tcp]
+            has_prefix = t_cap >= 2
+            prefix = np.zeros(len(t_start), np.int64)
+            s = t_start[has_prefix]
+            prefix[has_prefix] = (buf[s].astype(np.int64) << 8) | buf[s + 1]
+            msg[tcp] = t_start + 2
+            msg_cap[tcp] = np.minimum(prefix, np.maximum(t_cap - 2, 0))
+            msg_wire[tcp] = np.where(has_prefix, prefix, 2)
+            # the message goes on in another segment: not reassembled (yet)
+            split = np.where(has_prefix, prefix + 2 > t_wire, t_wire < 2)
+            self.stats["tcp_unreassembled"] += int(np.count_nonzero(split))
+            keep[np.flatnonzero(tcp)[split]] = False
+        short = keep & (msg_cap < 12)  # no whole DNS header
+        cut = msg_cap < msg_wire
+        self.stats["truncated"] += int(np.count_nonzero(short & cut))
+        self.stats["malformed"] += int(np.count_nonzero(short & ~cut))
+        whole = np.flatnonzero(keep & ~short)
+        if len(whole) == 0:
+            return
+        response = (buf[msg[whole] + 2] & 0x80) != 0
+        self.stats["queries"] += int(np.count_nonzero(~response))
+        sel = whole[response]
+        if len(sel) == 0:
+            return
+        at = msg[sel]
+        qdcount = (buf[at + 4].astype(np.int64) << 8) | buf[at + 5]
+        ancount = (buf[at + 6].astype(np.int64) << 8) | buf[at + 7]
+        qtype = _question_types(buf, at, msg_cap[sel])
+        wanted = (ancount > 0) & ((qdcount != 1) | (qtype == -1) | (qtype == _A)
+                                  | (qtype == _AAAA) | (qtype == _ANY))
+        self.stats["no_addresses"] += int(np.count_nonzero(~wanted))
+        sel = sel[wanted]
+        if len(sel) == 0:
+            return
+        ts = pk["ts_ns"][idx[sel]].tolist()
+        for t, is_udp, s, n, w, c, cw in zip(ts, udp[sel].tolist(), start[sel].tolist(),
+                                             msg_cap[sel].tolist(), msg_wire[sel].tolist(),
+                                             cap[sel].tolist(), wire[sel].tolist()):
+            if is_udp:
+                self._message(buf[s : s + n].tobytes(), n < w, t)
+            else:
+                self._segment(buf[s : s + c].tobytes(), c < cw, t)
+
+    def _segment(self, seg: bytes, seg_cut: bool, ts: int) -> None:
+        """Every length-prefixed message of one TCP segment (the first is a response)."""
+        off, first = 0, True
+        while off + 2 <= len(seg):
+            n = (seg[off] << 8) | seg[off + 1]
+            body = seg[off + 2 : off + 2 + n]
+            whole = len(body) == n
+            if not whole and not seg_cut:  # goes on in the next segment
+                self.stats["tcp_unreassembled"] += 1
+                return
+            if len(body) < 12:
+                self.stats["truncated" if not whole else "malformed"] += 1
+                return
+            if first or body[2] & 0x80:
+                self._message(body, not whole, ts)
+            else:
+                self.stats["queries"] += 1
+            if not whole:
+                return
+            off, first = off + 2 + n, False
+        if off < len(seg) and not seg_cut:  # one byte of the next length prefix
+            self.stats["tcp_unreassembled"] += 1
+
+    def _message(self, msg: bytes, cut: bool, ts: int) -> None:
+        """One DNS response (header known to be there). ``cut``: the capture lost its end."""
+        _id, flags, qdcount, ancount, _ns, _ar = _HEADER.unpack_from(msg)
+        if ancount == 0:
+            self.stats["no_addresses"] += 1
+            return
+        self.stats["messages"] += 1
+        questions: list[str] = []
+        records: list[tuple[str, int, int, bytes | str]] = []  # (owner, type, ttl, data)
+        off, size = 12, len(msg)
+        # Names decoded so far by offset: an owner that is only a pointer to one of them (the
+        # usual answer: c0 0c) is not decoded again.
+        seen: dict[int, str] = {}
+        try:
+            for _ in range(qdcount):
+                name, end = _unpack_name(msg, off)
+                seen[off] = name
+                _QTAIL.unpack_from(msg, end)
+                off = end + 4
+                questions.append(name)
+            for _ in range(ancount):
+                if (off + 1 < size and msg[off] >= 0xC0
+                        and (owner := seen.get(((msg[off] & 0x3F) << 8) | msg[off + 1]))):
+                    off += 2  # seen holds only offsets before this one: a backward pointer
+                else:
+                    owner, end = _unpack_name(msg, off)
+                    seen[off], off = owner, end
+                rtype, rclass, ttl, rdlen = _RRHEAD.unpack_from(msg, off)
+                off += 10
+                if off + rdlen > size:
+                    raise dpkt.NeedData("record data past the end")
+                if rclass == _CLASS_IN:
+                    if rtype == _CNAME:
+                        target, _ = _unpack_name(msg, off)
+                        seen[off] = target
+                        records.append((owner, rtype, ttl, target))
+                    elif rtype == _A or rtype == _AAAA:
+                        records.append((owner, rtype, ttl, msg[off : off + rdlen]))
+                off += rdlen
+        except (dpkt.NeedData, struct.error):
+            if not cut:  # a whole message that claims more than it holds
+                self.stats["malformed"] += 1
+                return
+        except (dpkt.UnpackError, UnicodeError):
+            self.stats["malformed"] += 1
+            return
+        if cut:
+            self.stats["truncated"] += 1
+        if flags & _TC:
+            self.stats["tc"] += 1
+        if (flags >> 11) & 0xF != dpkt.dns.DNS_QUERY:
+            self.stats["other_opcodes"] += 1
+            return
+        if records:
+            self._learn(questions, records, ts)
+
+    def _name(self, raw: str) -> str | None:
+        """A name as compared everywhere (``fingerprints.normalize_name``), None (counted)
+        for what is not a host name."""
+        name = self._names.get(raw, _MISSING)
+        if name is _MISSING:
+            name = normalize_name(raw) if raw.isascii() else None
+            if len(self._names) >= 4096:
+                self._names.clear()
+            self._names[raw] = name
+        if name is None:
+            self.stats["bad_names"] += 1
+        return name  # type: ignore[return-value]
+
+    def _learn(self, questions: list[str], records: list, ts: int) -> None:
+        """Follow each question through the CNAMEs; map every address record to its name."""
+        name_of = self._name
+        cnames: dict[str, tuple[str, int]] = {}
+        addresses: list[tuple[str, str, int]] = []  # (owner, address, ttl)
+        for raw, rtype, ttl, data in records:
+            owner = name_of(raw)
+            if owner is None:
+                continue
+            if ttl >= 1 << 31:
+                ttl = 0
+            if rtype == _A:
+                if len(data) == 4:
+                    addresses.append((owner, f"{data[0]}.{data[1]}.{data[2]}.{data[3]}", ttl))
+                    continue
+            elif rtype == _CNAME:
+                self.stats["cnames"] += 1
+                if (target := name_of(data)) is not None:
+                    cnames.setdefault(owner, (target, ttl))
+                continue
+            elif len(data) == 16:  # AAAA
+                addresses.append((owner, halves_to_addr(int.from_bytes(data[:8], "big"),
+                                                        int.from_bytes(data[8:], "big")), ttl))
+                continue
+            self.stats["bad_records"] += 1
+        if not addresses:
+            return
+        # owner name -> (asked name, chain up to the owner, smallest CNAME TTL on the way)
+        reach: dict[str, tuple[str, tuple[str, ...], int]] = {}
+        for raw in questions:
+            if (asked := name_of(raw)) is None:
+                continue
+            chain, ttl = (asked,), 1 << 31
+            while True:
+                reach.setdefault(chain[-1], (asked, chain, ttl))
+                hop = cnames.get(chain[-1]) if cnames else None
+                if hop is None or hop[0] in chain or len(chain) >= _MAX_CHAIN:
+                    break
+                chain, ttl = chain + (hop[0],), min(ttl, hop[1])
+        grace = self.grace_ns
+        self.stats["answers"] += len(addresses)
+        for owner, addr, ttl in addresses:
+            reached = reach.get(owner)
+            if reached is None:
+                self._add(addr, owner, (owner,), ts, ts + ttl * NS + grace)
+            else:
+                asked, chain, chain_ttl = reached
+                self._add(addr, asked, chain, ts,
+                          ts + min(ttl, chain_ttl) * NS + grace)
+
+    def _add(self, addr: str, name: str, chain: tuple[str, ...], ts: int, end: int) -> None:
+        runs = self._map.get(addr)
+        if runs is None:
+            if len(self._map) >= self.max_entries:
+                self._map.popitem(last=False)
+                self.stats["evicted"] += 1
+            self._map[addr] = [_Run(name, chain, ts, end)]
+            return
+        self._map.move_to_end(addr)
+        for run in runs:
+            if run.name == name and ts <= run.end and end >= run.first:
+                if ts >= run.last:
+                    run.last, run.chain = ts, chain
+                run.first, run.end = min(run.first, ts), max(run.end, end)
+                return
+        runs.append(_Run(name, chain, ts, end))
+        if len(runs) > self.max_names:
+            runs.remove(min(runs, key=lambda r: (r.end, r.last)))
+            self.stats["names_dropped"] += 1
+
+    # -- looking up ---------------------------------------------------------------------------
+
+    def lookup(self, ip: str, ts_ns: int | None = None) -> list[DnsName]:
+        """The names valid for ``ip`` at capture time ``ts_ns`` (every name held when None),
+        best first: names ``prefer`` accepts (the asked name or any name of its chain), then
+        the most recent answer as of ``ts_ns``."""
+        key = ip if ip in self._map else _canonical(ip)
+        runs = self._map.get(key) if key is not None else None
+        if not runs:
+            return []
+        if ts_ns is None:
+            cands = [(r.last, r) for r in runs]
+        else:
+            cands = [(min(r.last, ts_ns), r) for r in runs if r.first <= ts_ns <= r.end]
+        if len(cands) > 1 and self.prefer is not None:
+            prefer = self.prefer
+            ranked = sorted(cands, key=lambda c: (any(prefer(n) for n in c[1].chain), c[0]),
+                            reverse=True)
+        else:
+            ranked = sorted(cands, key=lambda c: c[0], reverse=True)
+        return [r.public() for _, r in ranked]
+
+    def host_of(self, ip: str, port: int, ts_ns: int | None = None) -> str | None:
+        """The name ``ip`` was reached by at capture time ``ts_ns`` (None: the latest answer,
+        whatever its validity), or None. ``port`` is not used (DNS answers name addresses,
+        not ports); it is there for the Stratum tracker's ``host_of`` signature."""
+        best = self.lookup(ip, ts_ns)
+        return best[0].name if best else None
