@@ -470,6 +470,23 @@ def test_sweep_ends_idle_conversations_and_stale_gaps_between_their_packets(tmp_
     assert len(col) == 1 and col._fill == 1  # a's flow left the prefilter table too
 
 
+def test_one_packet_far_ahead_in_time_does_not_end_other_conversations(tmp_path):
+    """Captures merged end to end (mergecap -a) or a clock step: a batch may hold a packet
+    an hour ahead of the rest; the sweep goes by the batch's last packet."""
+    cap = Capture()
+    c = Conn(cap)
+    c.open()
+    c.seg(0, SUBSCRIBE)
+    other = Conn(cap, client=("10.0.0.9", 40009), server=("198.51.100.7", 80))
+    other.seg(0, b"GET / HTTP/1.1\r\n\r\n", at_ns=cap.now + 3600 * S)  # not selected
+    c.seg(0, AUTHORIZE, at_ns=T0 + S)
+    c.seg(0, NOTIFY)  # the next batch
+    events, col = run(cap.write(tmp_path / "a.pcap"), batch_packets=6)
+    got = streams(events)
+    assert len(got) == 1 and got[0]["data"][0] == SUBSCRIBE + AUTHORIZE + NOTIFY
+    assert col.stats["ended_idle"] == 0
+
+
 def test_ended_flows_free_their_table_slots(tmp_path):
     cap = Capture()
     for k in range(12):

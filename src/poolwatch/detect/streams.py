@@ -179,7 +179,8 @@ class StreamCollector:
     conversation), and ``ended_<reason>``.
 
     Timeouts follow capture time. Idle conversations are found per packet (its own
-    conversation) and once per batch (all of them, after the batch's packets), so only the
+    conversation) and once per batch (all of them, at the capture time of the batch's last
+    packet, so that one packet far ahead of the rest cannot end them), so only the
     moment an idle or gap-wait decision is emitted depends on batch boundaries.
     Known limit: a FIN that overtakes the last data segment ends the conversation once the
     other side's FIN is in; the late segment then counts in ``after_close_packets``.
@@ -253,7 +254,9 @@ class StreamCollector:
         idx = np.flatnonzero(marks)
         if len(idx):
             self._collect(batch, idx, marks[idx], hashes[idx], out)
-        self._sweep(int(batch.packets["ts_ns"].max()), out)
+        # The time the capture has reached is its last packet's, not the batch's latest:
+        # a merged or clock-stepped capture may hold one packet hours ahead of the rest.
+        self._sweep(int(batch.packets["ts_ns"][-1]), out)
         self._forget_ended()
         return iter(out)
 
