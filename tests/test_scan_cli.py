@@ -21,29 +21,42 @@ def _run(*args: str):
     return result
 
 
-def _expected_sessions() -> list[tuple]:
+def _expected(encrypted: bool) -> list[tuple]:
+    """Oracle sessions: plaintext ones are sessions; an encrypted one (Stratum V2 under
+    Noise) comes out as a pool contact."""
     want = []
     for oracle in sorted(STRATUM.glob("*.expected.json")):
         for s in json.loads(oracle.read_text())["sessions"]:
-            want.append((s["src_ip"], s["src_port"], s["dest_ip"], s["dest_port"], s["dialect"]))
+            if bool(s.get("encrypted")) == encrypted:
+                want.append((s["src_ip"], s["src_port"], s["dest_ip"], s["dest_port"]))
     return sorted(want)
 
 
-def test_jsonl_sessions_match_the_generator_oracles():
+def _expected_sessions() -> list[tuple]:
+    return _expected(encrypted=False)
+
+
+def test_jsonl_sessions_and_contacts_match_the_generator_oracles():
     result = _run(str(STRATUM), "-f", "jsonl")
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert records and all(r["event_type"] == "stratum_session" for r in records)
-    got = sorted((r["src_ip"], r["src_port"], r["dest_ip"], r["dest_port"], r["dialect"])
-                 for r in records)
-    assert got == _expected_sessions()
+    sessions = [r for r in records if r["event_type"] == "stratum_session"]
+    contacts = [r for r in records if r["event_type"] == "pool_contact"]
+    assert len(sessions) + len(contacts) == len(records)
+    key = lambda r: (r["src_ip"], r["src_port"], r["dest_ip"], r["dest_port"])  # noqa: E731
+    assert sorted(map(key, sessions)) == _expected_sessions()
+    assert sorted(map(key, contacts)) == _expected(encrypted=True)
+    assert all(c["via"] == ["stratum-v2"] and c["score"] >= 0.5 and c["reasons"]
+               for c in contacts)
     for r in records:
         assert r["first_seen"].endswith("Z") and r["evidence"]["capture"].startswith(str(STRATUM))
         assert len(r["evidence"]["capture_sha256"]) == 64
-        if r["evidence"].get("encrypted"):  # Stratum V2 under Noise: shares not visible
-            assert r["shares_submitted"] is None and r["hashrate_hs"] is None
-        else:
-            assert r["shares_submitted"] >= r["shares_accepted"] + r["shares_rejected"]
+    for r in sessions:
+        assert r["shares_submitted"] >= r["shares_accepted"] + r["shares_rejected"]
+    without = [json.loads(line) for line in _run(str(STRATUM), "-f", "jsonl",
+                                                 "--no-contacts").stdout.splitlines()]
+    assert all(r["event_type"] == "stratum_session" for r in without)
+    assert len(without) == len(sessions) + len(contacts)  # the encrypted one as a session
 
 
 def test_csv_and_parquet_hold_the_same_sessions(tmp_path):
@@ -51,7 +64,9 @@ def test_csv_and_parquet_hold_the_same_sessions(tmp_path):
     assert _run(str(STRATUM), "-f", "csv", "-o", str(csv)).exit_code == 0
     assert _run(str(STRATUM), "-f", "parquet", "-o", str(parquet)).exit_code == 0
     from_csv, from_parquet = pd.read_csv(csv), pq.read_table(parquet).to_pandas()
-    assert len(from_csv) == len(from_parquet) == len(_expected_sessions())
+    assert len(from_csv) == len(from_parquet) == len(_expected_sessions()) + len(
+        _expected(encrypted=True))
+    assert set(from_csv["event_type"]) == {"stratum_session", "pool_contact"}
     assert list(from_csv.columns) == list(from_parquet.columns)
     assert str(from_parquet["first_seen"].dtype) == "datetime64[ns, UTC]"
     assert json.loads(from_csv["evidence"][0])["capture_sha256"]
@@ -81,7 +96,8 @@ def test_each_session_carries_the_sha256_of_its_own_capture():
     captures = sorted(STRATUM.glob("*.pcap"))
     summary = ScanSummary()
     got = list(scan_sessions(captures, summary=summary))
-    assert summary.sessions == len(got) == len(_expected_sessions())
+    assert summary.sessions == len(got) == len(_expected_sessions()) + len(
+        _expected(encrypted=True))
     for s in got:
         path = s.evidence["capture"]
         assert s.evidence["capture_sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -10,6 +10,7 @@ Exit status (documented in docs/cli.md):
 from __future__ import annotations
 
 import dataclasses
+import json
 from contextlib import contextmanager
 import logging
 import os
@@ -293,27 +294,41 @@ def _human_rate(hs: float | None) -> str:
     return f"{hs:.0f} H/s"
 
 
-def _sessions_view(frame):
-    """The session columns that fit a terminal."""
+def _detections_view(frame):
+    """The session and contact columns that fit a terminal."""
     import pandas as pd
+
+    contact = frame["event_type"] == "pool_contact"
 
     def power(row) -> str:
         if pd.isna(row["power_w"]):
-            return "?"
+            return "?" if row["event_type"] == "stratum_session" else ""
         return f"{row['power_w']:.0f} W ({row['power_w_low']:.0f}–{row['power_w_high']:.0f})"
+
+    def what(row) -> str:
+        if row["event_type"] == "pool_contact":
+            return f"contact {row['score']:.2f} " + "+".join(json.loads(row["via"]))
+        return row["dialect"]
+
+    def shares(row) -> str:
+        if row["event_type"] == "pool_contact" or pd.isna(row["shares_accepted"]):
+            return ""
+        return f"{int(row['shares_accepted'])}/{int(row['shares_rejected'])}"
 
     return pd.DataFrame({
         "miner": frame["src_ip"] + ":" + frame["src_port"].astype(str),
         "pool": frame["dest_ip"] + ":" + frame["dest_port"].astype(str),
-        "dialect": frame["dialect"],
-        "coin": frame["coin"].fillna("?") + "/" + frame["algorithm"].fillna("?"),
+        "pool host": frame["pool_host"].fillna(""),
+        "seen as": [what(r) for _, r in frame.iterrows()],
+        "coin": (frame["coin"].fillna("?") + "/" + frame["algorithm"].fillna("?")).where(
+            ~contact, ""),
         "worker": frame["worker"].fillna(""),
-        "shares ok/rej": (frame["shares_accepted"].astype(str) + "/"
-                          + frame["shares_rejected"].astype(str)),
-        "hashrate": [_human_rate(None if pd.isna(v) else v) for v in frame["hashrate_hs"]],
+        "shares ok/rej": [shares(r) for _, r in frame.iterrows()],
+        "hashrate": [("" if c else _human_rate(None if pd.isna(v) else v))
+                     for v, c in zip(frame["hashrate_hs"], contact)],
         "power": [power(r) for _, r in frame.iterrows()],
         "first_seen": frame["first_seen"],
-        "shares": frame["shares_submitted"],
+        "shares": frame["shares_submitted"].fillna(0),
     })
 
 
@@ -325,26 +340,177 @@ def scan(
     out: OutOption = None,
     engine: EngineOption = Engine.fast,
     progress: ProgressOption = None,
+    contacts: Annotated[bool, typer.Option(
+        "--contacts/--no-contacts",
+        help="also report pool contacts: flows attributed to mining by DNS, TLS names, pool "
+             "addresses, behaviour, Stratum V2's handshake or probes.")] = True,
+    probes: Annotated[Path | None, typer.Option(
+        "--probes", help="results of `poolwatch probe --format jsonl` to weigh contacts with."
+    )] = None,
+    contact_setting: Annotated[list[str] | None, typer.Option(
+        "--contact-setting", metavar="NAME=VALUE",
+        help="change a contact weight or threshold (docs/contacts.md); repeatable.")] = None,
 ) -> None:
-    """Find mining sessions (Stratum in its dialects): who mined, to which pool, in which
-    dialect and coin, with what hashrate and power draw, and where the evidence is."""
-    from .detect.records import StratumSession
-    from .scan import scan_sessions
+    """Find mining: Stratum sessions in every dialect (who mined, to which pool, in which
+    dialect and coin, with what hashrate and power draw) and pool contacts (flows attributed
+    to mining without reading Stratum), each with its evidence."""
+    from .detect.contacts import ContactSettings
+    from .detect.records import PoolContact, StratumSession
+    from .scan import scan_detections
 
     files = _input_files(paths, out)
+    settings = None
+    if contact_setting:
+        pairs = {}
+        for item in contact_setting:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise _error(f"--contact-setting {item!r}: expected NAME=VALUE", 2)
+            pairs[name.strip()] = value.strip()
+        try:
+            settings = ContactSettings.from_mapping(pairs)
+        except ValueError as exc:
+            raise _error(f"--contact-setting: {exc}", 2) from None
+    probe_results = None
+    if probes is not None:
+        from .detect.probes import read_probe_results
+
+        try:
+            probe_results = read_probe_results(probes)
+        except (OSError, ValueError) as exc:
+            raise _error(str(exc), 2) from None
     writer = _writer(fmt, out, "stratum_session")
     summary = ScanSummary(engine=engine.value)
-    names = ("event_type", *(f.name for f in dataclasses.fields(StratumSession)))
-    kinds = StratumSession.KINDS
+    names = ("event_type", *dict.fromkeys(
+        [f.name for f in dataclasses.fields(StratumSession)]
+        + [f.name for f in dataclasses.fields(PoolContact)]))
+    kinds = {**StratumSession.KINDS, **PoolContact.KINDS}
     with _scanning(progress, len(files)) as hook:
-        for session in scan_sessions(files, engine=engine.value, summary=summary, on_progress=hook):
-            writer.write_events([session.as_dict()], names, kinds)
+        for record in scan_detections(files, engine=engine.value, summary=summary,
+                                      on_progress=hook, contacts=contacts,
+                                      contact_settings=settings, probes=probe_results):
+            writer.write_events([record.as_dict()], names, kinds)
         if writer.rows == 0 and fmt is not Format.jsonl:  # still a header / schema
             writer.write_events([], names, kinds)
     writer.close(console=Console(width=None if sys.stdout.isatty() else 200), sort_by="shares",
-                 view=_sessions_view)
+                 view=_detections_view)
     summary.elapsed_s = time.perf_counter() - summary.started
-    _finish(summary, f"{summary.sessions:,} mining session(s)")
+    found = f"{summary.sessions:,} mining session(s)"
+    if contacts:
+        found += f", {summary.contacts:,} pool contact(s)"
+    _finish(summary, found)
+
+
+# ---------------------------------------------------------------------------- probe (opt-in)
+# The one command that connects anywhere. Defaults mirror poolwatch.probe's DEFAULT_* (a
+# test checks); the module is imported when the command runs, not at start-up.
+
+
+class ProbeFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+
+
+class ProbeTls(str, Enum):
+    no = "no"
+    yes = "yes"
+    auto = "auto"
+
+
+def _probe_why(result) -> str:
+    ev = result.evidence
+    if result.verdict == "pool":
+        return f"{ev.get('strength')}: " + "; ".join(s[:70] for s in ev.get("signs", [])[:3])
+    return " ".join(x for x in (ev.get("kind"), (ev.get("detail") or "")[:80]) if x)
+
+
+@app.command()
+def probe(
+    endpoints: Annotated[list[str] | None, typer.Argument(
+        help="HOST:PORT, [IPv6]:PORT or a pool URL (stratum+ssl://HOST:PORT asks for TLS).",
+        show_default=False)] = None,
+    from_file: Annotated[Path | None, typer.Option(
+        "--from", help="Also probe the endpoints in FILE, one HOST:PORT per line (# comments).",
+        show_default=False)] = None,
+    tls: Annotated[ProbeTls, typer.Option(
+        help="no: plain TCP; yes: TLS; auto: plain first, then TLS when plain text got "
+             "nothing or a TLS record back. Certificates are not required to verify (pools "
+             "use self-signed ones); whether they did is reported.")] = ProbeTls.auto,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds for each connect, TLS handshake or wait for an answer.", min=0.01)] = 5.0,
+    endpoint_timeout: Annotated[float, typer.Option(
+        help="Seconds for all attempts at one endpoint together.", min=0.01)] = 30.0,
+    rate: Annotated[float, typer.Option(
+        help="New connections per second, all endpoints together.", min=0.01)] = 2.0,
+    host_rate: Annotated[float, typer.Option(
+        help="New connections per second to one address (one connection at a time).",
+        min=0.01)] = 1.0,
+    fmt: Annotated[ProbeFormat, typer.Option(
+        "--format", "-f", help="table for people; jsonl for tools and `scan --probes`.")
+    ] = ProbeFormat.table,
+    out: OutOption = None,
+) -> None:
+    """Opt-in: connect to the given endpoints and check whether they answer as mining pools
+    (Stratum v1, EthereumStratum, eth-proxy, CryptoNote, getwork; plain and TLS). Sends
+    opening messages only (subscribe, login as "poolwatch-probe", a work request), never a
+    share. Feed the JSON lines to `poolwatch scan --probes FILE`."""
+    from .detect.probes import EVENT_TYPE, ProbeResult
+    from .probe import ProbeSettings, endpoints_from, probe_endpoints
+
+    if not endpoints and from_file is None:
+        raise _error("give endpoints (HOST:PORT...) or --from FILE", 2)
+    if from_file is not None and not from_file.is_file():
+        raise _error(f"--from {from_file}: no such file", 2)
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        what = "is a directory" if out.is_dir() else f"no such directory {out.parent}"
+        raise _error(f"cannot write --out {out}: {what}", 2)
+    try:
+        targets = endpoints_from(endpoints or [], [from_file] if from_file else [])
+        settings = ProbeSettings(tls=tls.value, timeout_s=timeout,
+                                 endpoint_timeout_s=endpoint_timeout, rate=rate,
+                                 host_rate=host_rate)
+    except (ConfigError, ValueError) as exc:
+        raise _error(str(exc), 2) from None
+    if not targets:
+        raise _error(f"nothing to probe: no endpoints in {from_file}", 1)
+    err.print(f"[yellow]notice[/yellow]: poolwatch probe connects to {len(targets)} endpoint(s) "
+              f"named on its command line and sends them mining-protocol opening messages "
+              f"(subscribe, login as \"poolwatch-probe\", a work request; never a share), at "
+              f"most {rate:g} connection(s)/s, {host_rate:g}/s and one at a time per address, "
+              f"tls {tls.value}.", highlight=False, soft_wrap=True)
+    writer = _writer(Format(fmt.value), out, EVENT_TYPE)
+    names = ("event_type", *(f.name for f in dataclasses.fields(ProbeResult)), "checked_at")
+    kinds = {"port": "int", "checked_at_ns": "int", "checked_at": "time", "evidence": "json"}
+    table_names = ("endpoint", "address", "tls", "verdict", "dialect", "why", "certificate")
+    counts: dict[str, int] = {}
+    try:
+        for result in probe_endpoints(targets, settings):
+            counts[result.verdict] = counts.get(result.verdict, 0) + 1
+            log.info("%s:%d %s %s", result.host, result.port, result.verdict, result.dialect or "")
+            if fmt is ProbeFormat.jsonl:
+                writer.write_events([{**result.as_dict(), "checked_at": result.checked_at_ns}],
+                                    names, kinds)
+            else:
+                cert = result.evidence.get("certificate") or {}
+                host = f"[{result.host}]" if ":" in result.host else result.host
+                writer.write_events([{
+                    "endpoint": f"{host}:{result.port}", "address": result.address,
+                    "tls": "yes" if result.tls else "no", "verdict": result.verdict,
+                    "dialect": result.dialect or "", "why": _probe_why(result),
+                    "certificate": (("verified " if cert.get("verified") else "unverified ")
+                                    + ",".join(cert.get("names") or []) if cert else ""),
+                }], table_names, {})
+    except ConfigError as exc:
+        raise _error(str(exc), 2) from None
+    except PoolwatchError as exc:
+        raise _error(str(exc), 1) from None
+    writer.close(console=Console(width=None if sys.stdout.isatty() else 200))
+    if logging.getLogger().level <= logging.WARNING:
+        err.print(f"{len(targets)} endpoint(s) probed: " + ", ".join(
+            f"{counts[v]} {v}" for v in ("pool", "not-pool", "no-answer", "refused", "error")
+            if v in counts), highlight=False, soft_wrap=True)
+    if counts.get("error", 0) == len(targets):
+        raise typer.Exit(1)  # not one endpoint could be probed (names that do not resolve...)
 
 
 def main() -> None:

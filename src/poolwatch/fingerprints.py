@@ -14,7 +14,9 @@ The schema of every file is described in ``fingerprints/README.md``.
 from __future__ import annotations
 
 import csv
+import datetime
 import functools
+import ipaddress
 import re
 import statistics
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -68,7 +70,9 @@ FILES = (
     "domains.csv",
     "ports.csv",
     "efficiency.csv",
+    "addresses.csv",
 )
+OPTIONAL_FILES = ("addresses.csv",)  # a bundled set without them still loads
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
 Rev = Annotated[int, Field(ge=1)]
@@ -450,6 +454,7 @@ PoolFlag = Literal[
 DomainFlag = Literal[
     "blocklist-only", "mixed", "historic", "tor", "host-level", "unconfirmed", "disabled"
 ]
+AddressFlag = Literal["historic", "unconfirmed", "shared-hosting", "disabled"]
 EfficiencyFlag = Literal[
     "unconfirmed", "low-authority", "derived", "historic", "announced", "tuned", "disabled"
 ]
@@ -504,6 +509,33 @@ class _PoolRow(_Model):
                 )
             out.append("*." + name if wild else name)
         return out
+
+
+class _AddressRow(_Model):
+    """One addresses.csv row: a pool's address or prefix, the ports it was seen on, and when."""
+
+    prefix: Text
+    ports: list[Port]
+    pool: Text
+    coin: str
+    last_seen: datetime.date
+    flags: frozenset[AddressFlag]
+    rev: Rev
+    source: Text
+
+    @field_validator("ports", "flags", mode="before")
+    @classmethod
+    def _words(cls, v: Any) -> Any:
+        return _split(v)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        try:
+            net = ipaddress.ip_network(v.strip(), strict=True)
+        except ValueError as e:
+            raise ValueError(f"prefix {v!r}: {e}") from None
+        return str(net)
 
 
 class _DomainRow(_Model):
@@ -681,6 +713,24 @@ class Domain:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolAddress:
+    """A pool's address or prefix from addresses.csv; ``last_seen`` dates the evidence."""
+
+    prefix: str  # ipaddress network text, e.g. 65.108.57.232/32
+    ports: tuple[int, ...]  # empty: any port
+    pool: str
+    coin: str
+    last_seen: datetime.date
+    flags: frozenset[str]
+    rev: int
+    source: str
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.prefix)
+
+
+@dataclass(frozen=True, slots=True)
 class PortInfo:
     id: str
     rev: int
@@ -791,6 +841,7 @@ class Fingerprints:
         domains: dict[str, Domain],
         ports: dict[str, PortInfo],
         efficiency: dict[str, EfficiencyRow],
+        addresses: dict[tuple[str, str], PoolAddress] | None = None,
     ) -> None:
         # read-only views: one cached set is shared by every detector
         self.sources = MappingProxyType(sources)
@@ -803,6 +854,7 @@ class Fingerprints:
         self.domains = MappingProxyType(domains)
         self.ports = MappingProxyType(ports)
         self.efficiency = MappingProxyType(efficiency)
+        self.addresses = MappingProxyType(addresses or {})
         self._compile()
 
     def _compile(self) -> None:
@@ -838,6 +890,7 @@ class Fingerprints:
             self.domains,
             self.ports,
             self.efficiency,
+            self.addresses,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -1197,6 +1250,7 @@ POOL_COLUMNS = (
     "source",
 )
 DOMAIN_COLUMNS = ("domain", "pools", "flags", "note", "rev", "source")
+ADDRESS_COLUMNS = ("prefix", "ports", "pool", "coin", "last_seen", "flags", "rev", "source")
 PORT_COLUMNS = (
     "id",
     "rev",
@@ -1243,6 +1297,7 @@ class _Layer:
     domains: dict[str, Domain] = field(default_factory=dict)
     ports: dict[str, PortInfo] = field(default_factory=dict)
     efficiency: dict[str, EfficiencyRow] = field(default_factory=dict)
+    addresses: dict[tuple[str, str], PoolAddress] = field(default_factory=dict)
 
 
 def _read_dir(directory: Path, required: bool) -> _Layer:
@@ -1257,7 +1312,7 @@ def _read_dir(directory: Path, required: bool) -> _Layer:
             f"unknown fingerprint file (expected one of {', '.join(FILES)})",
         )
     if required:
-        missing = [n for n in FILES if n not in present]
+        missing = [n for n in FILES if n not in present and n not in OPTIONAL_FILES]
         if missing:
             raise FingerprintError(
                 str(directory / missing[0]), None, "required fingerprint file is missing"
@@ -1313,6 +1368,16 @@ def _read_dir(directory: Path, required: bool) -> _Layer:
                         )
                     layer.endpoints[ep.key] = ep
                     layer.where[("endpoints", ep.key)] = (str(p), f"line {lineno}")
+    p = directory / "addresses.csv"
+    if p.exists():
+        for lineno, row in _csv_models(p, _AddressRow, ADDRESS_COLUMNS):
+            key = (row.prefix, row.pool)
+            if key in layer.addresses:
+                raise FingerprintError(str(p), f"line {lineno}",
+                                       f"duplicate prefix {row.prefix} for {row.pool}")
+            layer.addresses[key] = PoolAddress(row.prefix, tuple(row.ports), row.pool, row.coin,
+                                               row.last_seen, row.flags, row.rev, row.source)
+            layer.where[("addresses", key)] = (str(p), f"line {lineno}")
     p = directory / "domains.csv"
     if p.exists():
         for lineno, row in _csv_models(p, _DomainRow, DOMAIN_COLUMNS):
@@ -1364,6 +1429,7 @@ def _merge(base: _Layer, extra: _Layer) -> None:
         "domains",
         "ports",
         "efficiency",
+        "addresses",
     ):
         getattr(base, name).update(getattr(extra, name))
     base.where.update(extra.where)
@@ -1374,7 +1440,7 @@ def _drop_disabled(layer: _Layer) -> None:
         table = getattr(layer, name)
         for key in [k for k, v in table.items() if v.disabled]:
             del table[key]
-    for name in ("endpoints", "domains", "efficiency"):
+    for name in ("endpoints", "domains", "efficiency", "addresses"):
         table = getattr(layer, name)
         for key in [k for k, v in table.items() if "disabled" in v.flags]:
             del table[key]
@@ -1464,6 +1530,7 @@ def _build(dirs: Sequence[Path]) -> Fingerprints:
         domains=layer.domains,
         ports=layer.ports,
         efficiency=layer.efficiency,
+        addresses=layer.addresses,
     )
 
 
@@ -1602,5 +1669,14 @@ def dump_fingerprints(fp: Fingerprints, directory: str | Path) -> None:
                 r.source,
             ]
             for r in fp.efficiency.values()
+        ),
+    )
+    _csv_dump(
+        out / "addresses.csv",
+        ADDRESS_COLUMNS,
+        (
+            [a.prefix, " ".join(str(p) for p in a.ports), a.pool, a.coin, a.last_seen.isoformat(),
+             " ".join(sorted(a.flags)), a.rev, a.source]
+            for a in fp.addresses.values()
         ),
     )

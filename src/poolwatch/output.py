@@ -42,13 +42,15 @@ def records_table(records: list[dict], names: tuple[str, ...],
     """Event dicts → an Arrow table with one fixed schema, whatever is null in this chunk.
 
     ``kinds`` gives each column's kind (``time``: ns ints → UTC timestamps, ``int``,
-    ``float``, ``json``: nested values as JSON text); every other column is a string. Flat
+    ``float``, ``bool``, ``json``: nested values as JSON text); every other column is a
+    string. Records of several event types share one table: each leaves the columns it does
+    not have null. Flat
     columns are what CSV and Parquet need; JSON lines keep the nesting (:func:`json_line`).
     """
     import pyarrow as pa
 
     types = {"time": pa.timestamp("ns", tz="UTC"), "int": pa.int64(), "float": pa.float64(),
-             "json": pa.string()}
+             "bool": pa.bool_(), "json": pa.string()}
     arrays = {}
     for name in names:
         kind = kinds.get(name, "str")

@@ -12,19 +12,23 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .detect.records import StratumSession
+from .detect.records import PoolContact, StratumSession
 from .engines import get_engine
 from .errors import ReaderError
 from .flows import FlowSettings, FlowTable
 from .readers.source import expand_paths
 from .records import PacketBatch, PacketStatus, FileReport, Weirds
+
+if TYPE_CHECKING:
+    from .detect.contacts import ContactSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ class ScanSummary:
     flows: int = 0
     evicted_flows: int = 0
     sessions: int = 0
+    contacts: int = 0
     dns_answers: int = 0  # A/AAAA answers learnt by the passive DNS map (scan_sessions)
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0
@@ -170,16 +175,41 @@ def scan_sessions(
     summary: ScanSummary | None = None,
     on_progress: ProgressHook | None = None,
 ) -> Iterator[StratumSession]:
-    """Mining sessions in all captures under ``paths``, as their connections end.
+    """Mining sessions in all captures under ``paths``, as their connections end (the
+    plaintext Stratum part of :func:`scan_detections`, without pool contacts)."""
+    for record in scan_detections(paths, engine=engine, summary=summary,
+                                  on_progress=on_progress, contacts=False):
+        if isinstance(record, StratumSession):
+            yield record
 
-    Only the packets of flows that speak JSON (or Stratum V2) reach Python: a kernel picks
-    them (``detect.streams``), the stream collector puts their bytes in order, and the Stratum
-    tracker reads the messages. Each session's evidence names its capture and its SHA-256.
-    The DNS answers in the captures (``detect.dns``) name the pool host of sessions whose
-    messages do not, as of each session's first packet.
+
+def scan_detections(
+    paths: Iterable[str | Path],
+    *,
+    engine: str = "fast",
+    summary: ScanSummary | None = None,
+    on_progress: ProgressHook | None = None,
+    contacts: bool = True,
+    contact_settings: ContactSettings | None = None,
+    probes: Mapping[tuple[str, int], Any] | None = None,
+    flow_settings: FlowSettings | None = None,
+) -> Iterator[StratumSession | PoolContact]:
+    """Mining sessions and pool contacts in all captures under ``paths``.
+
+    Sessions come as their connections end. Only the packets of flows that can carry
+    Stratum reach Python: a kernel picks them (``detect.streams``), the stream collector puts
+    their bytes in order, and the Stratum tracker reads the messages. The DNS answers in the
+    captures (``detect.dns``) name the pool host of sessions whose messages do not.
+
+    With ``contacts``, the flow table runs too, and flows attributed to mining by other
+    evidence (pool names resolved in DNS, listed pool addresses, Stratum V2's encrypted
+    handshake, probe results) come out as :class:`PoolContact` records at the end of the
+    scan (``detect.contacts``); a flow that is a plaintext session is not reported twice.
+    Every record's evidence names its capture and the capture's SHA-256.
     """
     # Imported here: the detectors bring pydantic, YAML and the fingerprints, 0.15 s of
     # start-up that `poolwatch flows` does not need.
+    from .detect.contacts import ContactJudge
     from .detect.dns import PassiveDns, pool_name_matcher
     from .detect.stratum import StratumTracker
     from .detect.streams import StreamCollector, start_rules
@@ -188,44 +218,66 @@ def scan_sessions(
     tracker = StratumTracker(host_of=dns.host_of)
     dns.prefer = pool_name_matcher(tracker.fp)  # an address shared by several names: the pool's
     collector = StreamCollector(rules=start_rules(tracker.fp))
+    judge = (ContactJudge(tracker.fp, contact_settings, dns=dns, probes=probes)
+             if contacts else None)
+    table = FlowTable(flow_settings) if contacts else None
     summary = summary if summary is not None else ScanSummary(engine=engine)
     batches = iter_batches(paths, engine=engine, summary=summary, on_progress=on_progress)
 
     hashes = CaptureHashes()
-    waiting: deque[StratumSession] = deque()  # sessions whose capture is still being hashed
+    waiting: deque[StratumSession | PoolContact] = deque()  # capture still being hashed
 
-    def finished(found: Iterable[StratumSession], wait: bool = False) -> Iterator[StratumSession]:
-        """Sessions out in order once their capture's hash is known; while it is being
+    def finished(found: Iterable[StratumSession | PoolContact],
+                 wait: bool = False) -> Iterator[StratumSession | PoolContact]:
+        """Records out in order once their capture's hash is known; while it is being
         computed (in the background) they wait, and the scan goes on."""
-        for session in found:
-            if (path := session.evidence.get("capture")) is not None:
+        for record in found:
+            if (judge is not None and isinstance(record, StratumSession)
+                    and judge.session_seen(record)):
+                continue  # encrypted Stratum V2: evidence for a pool contact
+            if (path := record.evidence.get("capture")) is not None:
                 hashes.start(path)
-            waiting.append(session)
+            waiting.append(record)
         while waiting:
-            session = waiting[0]
-            path = session.evidence.get("capture")
-            if path and "capture_sha256" not in session.evidence:
+            record = waiting[0]
+            path = record.evidence.get("capture")
+            if path and "capture_sha256" not in record.evidence:
                 if not (wait or hashes.ready(path)):
                     return
-                session.evidence["capture_sha256"] = hashes.get(path)
+                record.evidence["capture_sha256"] = hashes.get(path)
             waiting.popleft()
-            summary.sessions += 1
-            yield session
+            if isinstance(record, StratumSession):
+                summary.sessions += 1
+            else:
+                summary.contacts += 1
+            yield record
 
-    opened = 0
+    opened, path = 0, None
     try:
         for batch in batches:
+            path = batch.path
             dns.update(batch)  # first: a session's pool may be named by an answer in this batch
             events = collector.update(batch)
             if collector.stats["conversations"] > opened:  # this capture may hold a session
                 opened = collector.stats["conversations"]
                 hashes.start(batch.path)
+            if table is not None and judge is not None:
+                for closed in table.update(batch):
+                    summary.flows += len(closed)
+                    judge.closed_flows(closed, batch.path)
             for event in events:
                 yield from finished(tracker.feed(event))
         summary.dns_answers = dns.stats["answers"]
         for event in collector.flush():
             yield from finished(tracker.feed(event))
-        yield from finished(tracker.flush(), wait=True)
+        yield from finished(tracker.flush())
+        if table is not None and judge is not None:
+            last = table.flush()
+            summary.flows += len(last)
+            judge.closed_flows(last, path)  # the capture each flow closed in
+            yield from finished(judge.finish())
+        yield from finished((), wait=True)
     finally:
         hashes.close()
+
     summary.elapsed_s = time.perf_counter() - summary.started

@@ -207,6 +207,9 @@ class PassiveDns:
         self.max_names = max_names
         self.prefer = prefer
         self._map: OrderedDict[str, list[_Run]] = OrderedDict()  # least recently updated first
+        # addresses a name ``prefer`` accepts (a pool name) resolved to, as they are learnt:
+        # the contact judge watches flows to these
+        self.preferred: dict[str, str] = {}  # address -> the pool name
         self._names: dict[str, str | None] = {}  # raw name -> normalised (a bounded cache)
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
 
@@ -440,6 +443,12 @@ class PassiveDns:
                           ts + min(ttl, chain_ttl) * NS + grace)
 
     def _add(self, addr: str, name: str, chain: tuple[str, ...], ts: int, end: int) -> None:
+        if self.prefer is not None and addr not in self.preferred:
+            hit = next((n for n in (name, *chain) if self.prefer(n)), None)
+            if hit is not None:
+                if len(self.preferred) >= self.max_entries:
+                    del self.preferred[next(iter(self.preferred))]
+                self.preferred[addr] = hit
         runs = self._map.get(addr)
         if runs is None:
             if len(self._map) >= self.max_entries:

@@ -36,14 +36,10 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
-
 from poolwatch.fingerprints import EfficiencyRange, Fingerprints, Variant, load_fingerprints
-from poolwatch.kernels.communityid import community_ids
-from poolwatch.records import addr_to_halves
 
 from .hashrate import ShareTally, estimate_hashrate, estimate_power
-from .records import StratumSession
+from .records import StratumSession, community_id_of
 from .streams import Conversation, StreamData, StreamEnd
 
 __all__ = ["StratumSession", "StratumTracker", "split_login"]
@@ -1556,9 +1552,7 @@ def _solution_size(p: Any) -> int | None:
 
 
 def _community_id(src: str, sport: int, dst: str, dport: int) -> str:
-    halves = addr_to_halves(src) + addr_to_halves(dst)
-    cols = [np.array([x], np.uint64) for x in halves]
-    return str(community_ids(*cols, np.array([sport]), np.array([dport]), np.array([6]))[0])
+    return community_id_of(src, sport, dst, dport)
 
 
 def _id_key(v: Any) -> tuple:
