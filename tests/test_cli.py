@@ -94,7 +94,8 @@ def test_no_arguments_shows_usage():
 
 @pytest.fixture(scope="module")
 def csv_frame():
-    result = run_cli("flows", PCAPS, "-f", "csv", "--no-progress")
+    # the samples with a flow oracle (pcaps/behaviour/ holds captures labelled otherwise)
+    result = run_cli("flows", *SAMPLES, "-f", "csv", "--no-progress")
     assert result.exit_code == 0, result.stderr
     return pd.read_csv(io.StringIO(result.stdout), keep_default_na=False), result
 
@@ -162,7 +163,7 @@ def test_community_id_seed_option():
 
 
 def test_jsonl_records(tmp_path):
-    result = run_cli("flows", PCAPS, "-f", "jsonl", "--no-progress")
+    result = run_cli("flows", *SAMPLES, "-f", "jsonl", "--no-progress")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == sum(len(oracle(c)["flows"]) for c in SAMPLES)
@@ -186,7 +187,7 @@ def test_parquet_reads_back(tmp_path):
     import pyarrow as pa
 
     out = tmp_path / "flows.parquet"
-    result = run_cli("flows", PCAPS, "-f", "parquet", "--out", out, "--no-progress")
+    result = run_cli("flows", *SAMPLES, "-f", "parquet", "--out", out, "--no-progress")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     table = pq.read_table(out)
@@ -202,7 +203,7 @@ def test_table_prints():
     assert result.exit_code == 0, result.stderr
     assert "10.0.0.5" in result.stdout
     assert "203.0.113.10:3333" in result.stdout
-    result = run_cli("flows", PCAPS, "-f", "table", "--no-progress")
+    result = run_cli("flows", *SAMPLES, "-f", "table", "--no-progress")
     assert result.exit_code == 0
     assert "proto" in result.stdout
 
@@ -285,8 +286,8 @@ def test_runs_in_one_process_do_not_leak_log_settings(tmp_path):
 
 
 def test_progress_bar_forced_on_does_not_touch_the_records():
-    plain = run_cli("flows", PCAPS, "-f", "csv", "--no-progress")
-    bar = run_cli("-v", "flows", PCAPS, "-f", "csv", "--progress")
+    plain = run_cli("flows", *SAMPLES, "-f", "csv", "--no-progress")
+    bar = run_cli("-v", "flows", *SAMPLES, "-f", "csv", "--progress")
     assert plain.exit_code == bar.exit_code == 0
     assert bar.stdout == plain.stdout
     assert "Traceback" not in bar.stderr
@@ -295,8 +296,8 @@ def test_progress_bar_forced_on_does_not_touch_the_records():
 def test_reference_engine_through_the_cli():
     """The dpkt engine gives the same records (the engines' own tests go much further)."""
     pytest.importorskip("dpkt")
-    fast = run_cli("flows", PCAPS, "-f", "csv", "--no-progress")
-    ref = run_cli("flows", PCAPS, "-f", "csv", "--no-progress", "--engine", "dpkt")
+    fast = run_cli("flows", *SAMPLES, "-f", "csv", "--no-progress")
+    ref = run_cli("flows", *SAMPLES, "-f", "csv", "--no-progress", "--engine", "dpkt")
     assert fast.exit_code == ref.exit_code == 0, ref.stderr
     assert ref.stdout == fast.stdout
     assert "engine dpkt" in ref.stderr
@@ -382,7 +383,7 @@ def test_directory_without_captures_exits_1(tmp_path):
 # ---------------------------------------------------------------------------- real processes
 
 def test_subprocess_csv_on_the_samples():
-    run = run_subprocess("flows", PCAPS, "-f", "csv", "--no-progress")
+    run = run_subprocess("flows", *SAMPLES, "-f", "csv", "--no-progress")
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     frame = pd.read_csv(io.StringIO(run.stdout), keep_default_na=False)
