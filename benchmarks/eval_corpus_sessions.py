@@ -180,12 +180,14 @@ def evaluate(corpus: Path = DEFAULT_CORPUS, *, engine: str = "fast") -> dict[str
     """
     if not corpus_present(corpus):
         raise FileNotFoundError(f"nDPI's captures are not at {corpus / 'pcap'}")
-    from poolwatch.scan import ScanSummary, scan_sessions
+    from poolwatch.detect.records import PoolContact
+    from poolwatch.scan import ScanSummary, scan_detections
 
     started = time.perf_counter()
     captures = sorted(p for p in (corpus / "pcap").iterdir()
                       if p.is_file() and p.suffix.lower() in CAPTURE_SUFFIXES)
     per_capture: dict[str, list[dict[str, Any]]] = {}
+    contacts_by_capture: dict[str, list[dict[str, Any]]] = {}
     read_errors: dict[str, str] = {}
     crashes: dict[str, str] = {}
     packets = 0
@@ -194,7 +196,9 @@ def evaluate(corpus: Path = DEFAULT_CORPUS, *, engine: str = "fast") -> dict[str
         summary = ScanSummary(engine=engine)
         t0 = time.perf_counter()
         try:
-            found = list(scan_sessions([capture], engine=engine, summary=summary))
+            records = list(scan_detections([capture], engine=engine, summary=summary))
+            found = [r for r in records if not isinstance(r, PoolContact)]
+            contacts = [r for r in records if isinstance(r, PoolContact)]
         except Exception as exc:  # noqa: BLE001 - a crash is reported, not raised
             crashes[capture.name] = f"{type(exc).__name__}: {exc}"
             continue
@@ -205,6 +209,11 @@ def evaluate(corpus: Path = DEFAULT_CORPUS, *, engine: str = "fast") -> dict[str
             read_errors[capture.name] = "; ".join(errors)
         if found:
             per_capture[capture.name] = [_session_row(s) for s in found]
+        if contacts:
+            contacts_by_capture[capture.name] = [
+                {"client": f"{c.src_ip}:{c.src_port}", "pool": f"{c.dest_ip}:{c.dest_port}",
+                 "via": list(c.via), "score": c.score, "pool_host": c.pool_host}
+                for c in contacts]
 
     # nDPI's view: the Mining flows of every capture, and the crypto/JSON-RPC captures.
     ndpi_mining: dict[str, list[dict[str, Any]]] = {}
@@ -300,6 +309,12 @@ def evaluate(corpus: Path = DEFAULT_CORPUS, *, engine: str = "fast") -> dict[str
         "mining_unexpected": extra_mining,
         "other_sessions": other_count,
         "other_captures_with_sessions": sorted(others),
+        # pool contacts (issue 4): none is expected outside mining.pcapng, whose 4 mining
+        # flows are plaintext sessions; any contact elsewhere is a false positive, reported
+        "contacts_by_capture": contacts_by_capture,
+        "contacts_total": sum(len(rows) for rows in contacts_by_capture.values()),
+        "other_contacts": sum(len(rows) for name, rows in contacts_by_capture.items()
+                              if name != MINING_CAPTURE),
         "read_errors": read_errors,
         "crashes": crashes,
         "ndpi_mining_flows": ndpi_mining,
@@ -315,7 +330,7 @@ def render(result: dict[str, Any]) -> str:
     out = ["poolwatch scan: corpus evaluation", "=" * 33, ""]
     out.append(f"corpus: {result['corpus']} ({result['captures']} captures, "
                f"{result['packets']:,} packets read, engine {result['engine']})")
-    out.append(f"runtime: {result['runtime_s']:.2f} s for one scan_sessions call per capture")
+    out.append(f"runtime: {result['runtime_s']:.2f} s for one scan_detections call per capture")
     out.append("slowest (the first capture includes loading the numba kernels): "
                + ", ".join(f"{s['capture']} {s['seconds']:.2f} s" for s in result["slowest"][:3]))
     out.append("")
@@ -359,6 +374,15 @@ def render(result: dict[str, Any]) -> str:
         out.append("negative controls (nDPI Crypto_Currency or JSON-RPC, no mining): "
                    + ", ".join(f"{n} ({', '.join(p)})"
                                for n, p in sorted(result["negative_controls"].items())))
+    out.append("")
+    out.append(f"pool contacts (issue 4): {result['contacts_total']}, of which "
+               f"{result['other_contacts']} outside {result['mining_capture']} "
+               "(false positives: this corpus has no other mining)")
+    for name, rows in sorted(result["contacts_by_capture"].items()):
+        for c in rows:
+            out.append(f"  {name}: {c['client']} -> {c['pool']}  via {'+'.join(c['via'])}  "
+                       f"score {c['score']:.2f}" + (f"  {c['pool_host']}" if c["pool_host"]
+                                                     else ""))
     out.append("")
     out.append(f"captures poolwatch could not read completely: {len(result['read_errors'])} "
                "(listed, not a failure)")

@@ -439,15 +439,18 @@ def write_split(outdir: Path, split: str, **kw) -> tuple[Path, Path]:
 def write_samples(outdir: Path) -> None:
     """Two small captures for pcaps/behaviour/: one XMR-over-TLS session, one ticker."""
     outdir.mkdir(parents=True, exist_ok=True)
-    for name, cat, seed, dur in (("xmr_tls_session", "xmr-tls", 77, 900.0),
-                                 ("ws_ticker_benign", "ws-ticker", 78, 600.0)):
+    # distinct endpoints: scanned together, the two files must not read as one flow
+    for name, cat, seed, dur, client, server in (
+            ("xmr_tls_session", "xmr-tls", 77, 900.0, ("10.20.1.5", 51514), ("198.51.100.77", 443)),
+            ("ws_ticker_benign", "ws-ticker", 78, 600.0, ("10.20.1.6", 51516),
+             ("198.51.100.78", 443))):
         rng = random.Random(seed)
-        conn = Conn(rng, "10.20.1.5", 51514, "198.51.100.77", 443, rtt_ns=60 * MS)
+        conn = Conn(rng, *client, *server, rtt_ns=60 * MS)
         t0 = START_NS
         info = (mining_flow if cat in MINING else benign_flow)(conn, rng, cat, t0, dur)
         write_pcap(outdir / f"{name}.pcap", sorted(conn.out, key=lambda p: p[0]))
         exp = {"capture": f"{name}.pcap", "generator": "pcaps/make_behaviour_set.py --samples",
-               "flows": [{"client": ["10.20.1.5", 51514], "server": ["198.51.100.77", 443],
+               "flows": [{"client": list(client), "server": list(server),
                           "label": int(cat in MINING), "category": cat, "seed": seed,
                           "duration_s": dur, "packets": len(conn.out),
                           **{k: v for k, v in info.items() if k != "block_times_s"}}],

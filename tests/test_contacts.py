@@ -127,8 +127,9 @@ def test_the_pool_side_is_dest_even_when_the_pool_sent_first(fp_intel):
 
 
 class _Probe:
-    def __init__(self, verdict: str) -> None:
+    def __init__(self, verdict: str, strength: str = "strong") -> None:
         self.verdict, self.dialect, self.tls, self.checked_at_ns = verdict, "stratum-v1", False, 0
+        self.evidence = {"strength": strength}
 
 
 def test_probe_results_raise_and_lower_scores(fp_intel):
@@ -159,7 +160,10 @@ def test_a_pool_name_in_dns_makes_a_contact_and_the_web_site_does_not():
     key = lambda d: (d["src_ip"], d["src_port"], d["dest_ip"], d["dest_port"])  # noqa: E731
     assert sorted(map(key, contacts)) == sorted(map(key, want))
     (c,), (w,) = contacts, want
-    assert "dns" in c["via"] and (c["pool"], c["pool_host"]) == (w["pool"], w["pool_host"])
+    assert set(w["via"]) <= set(c["via"]) and (c["pool"], c["pool_host"]) == (w["pool"],
+                                                                           w["pool_host"])
+    assert c["tls"] is w["tls"] and c["evidence"]["tls"]["sni"] == w["sni"]
+    assert c["ja4"].startswith("t13d") and c["score"] >= 0.99
     assert c["score"] >= 0.9 and all("weight" in r for r in c["reasons"])
     assert len(c["evidence"]["capture_sha256"]) == 64
     assert c["community_id"].startswith("1:")
@@ -211,3 +215,15 @@ def test_extra_fingerprint_directories_hold_addresses(tmp_path):
 
     with pytest.raises(FingerprintError, match="host bits set|198.51.100.1/24"):
         load_fingerprints([extra])
+
+
+def test_the_behaviour_model_names_encrypted_mining_with_no_name_at_all():
+    behaviour = ROOT / "pcaps" / "behaviour"
+    got = [r for r in scan_detections(sorted(behaviour.glob("*.pcap")))]
+    labels = {p.stem: json.loads(p.read_text()) for p in behaviour.glob("*.labels.json")}
+    mining = [f for lab in labels.values() for f in lab["flows"] if f["label"] == 1]
+    assert [(c.src_ip, c.src_port, c.dest_ip, c.dest_port) for c in got] == [
+        (*f["client"], *f["server"]) for f in mining]
+    (c,) = got
+    assert c.via == ("behaviour",) and 0.5 <= c.score <= ContactSettings().behaviour
+    assert "client_cadence" in c.reasons[0] and c.evidence["behaviour_features"]

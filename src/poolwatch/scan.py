@@ -209,10 +209,12 @@ def scan_detections(
     """
     # Imported here: the detectors bring pydantic, YAML and the fingerprints, 0.15 s of
     # start-up that `poolwatch flows` does not need.
+    from .detect.behaviour import BehaviourScorer
     from .detect.contacts import ContactJudge
     from .detect.dns import PassiveDns, pool_name_matcher
     from .detect.stratum import StratumTracker
     from .detect.streams import StreamCollector, start_rules
+    from .detect.tls import TlsObserver
 
     dns = PassiveDns()
     tracker = StratumTracker(host_of=dns.host_of)
@@ -221,6 +223,10 @@ def scan_detections(
     judge = (ContactJudge(tracker.fp, contact_settings, dns=dns, probes=probes)
              if contacts else None)
     table = FlowTable(flow_settings) if contacts else None
+    behaviour = BehaviourScorer() if contacts else None
+    # TLS flows are read only when their SNI names a pool, or when they have none (then the
+    # certificate may): the rest are dropped at their ClientHello
+    tls = TlsObserver(want=judge.tls_wanted) if judge is not None else None
     summary = summary if summary is not None else ScanSummary(engine=engine)
     batches = iter_batches(paths, engine=engine, summary=summary, on_progress=on_progress)
 
@@ -261,20 +267,31 @@ def scan_detections(
             if collector.stats["conversations"] > opened:  # this capture may hold a session
                 opened = collector.stats["conversations"]
                 hashes.start(batch.path)
-            if table is not None and judge is not None:
+            if table is not None and judge is not None and behaviour is not None:
                 for closed in table.update(batch):
                     summary.flows += len(closed)
                     judge.closed_flows(closed, batch.path)
+                behaviour.update(batch)
+                if tls is not None:
+                    tls.update(batch)
+                    for key, info in tls.drain():
+                        judge.tls_seen(key, info, batch.path)
+                judge.behaviour_seen(behaviour.expire(int(batch.packets["ts_ns"][-1])),
+                                     batch.path)
             for event in events:
                 yield from finished(tracker.feed(event))
         summary.dns_answers = dns.stats["answers"]
         for event in collector.flush():
             yield from finished(tracker.feed(event))
         yield from finished(tracker.flush())
-        if table is not None and judge is not None:
+        if table is not None and judge is not None and behaviour is not None:
             last = table.flush()
             summary.flows += len(last)
             judge.closed_flows(last, path)  # the capture each flow closed in
+            judge.behaviour_seen(behaviour.flush(), path)
+            if tls is not None:
+                for key, info in tls.flush():
+                    judge.tls_seen(key, info, path)
             yield from finished(judge.finish())
         yield from finished((), wait=True)
     finally:

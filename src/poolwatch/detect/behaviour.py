@@ -328,6 +328,8 @@ class BehaviourScorer:
                                  col(kf.F_SUGAP2, sv, flts))
         out = {
             "client_dir": c.astype(np.float64), "duration_s": duration,
+            # 1 when the connection's opening (SYN) was in the capture
+            "opening_seen": (hs_client != 0).astype(np.float64),
             "client_bursts": col(kf.I_NBURST, c), "server_bursts": col(kf.I_NBURST, sv),
             "client_burst_mean_bytes": mean_c, "server_burst_mean_bytes": mean_s,
             "bytes_per_s": bps, "client_size_band": band_c, "client_gap_mean_s": gap_mean,

@@ -61,9 +61,10 @@ class ContactSettings:
     ip_endpoint: float = 0.8  # a pool's listed address and port (fresh row)
     ip_other_port: float = 0.3  # a pool's listed address, another port
     ip_half_life_days: float = 365.0  # an address row's weight halves every this many days
-    behaviour: float = 0.85  # times the behaviour model's own score
+    behaviour: float = 0.6  # times the behaviour model's own score: alone, it needs > 0.83
     stratum_v2: float = 0.9  # Noise handshake shape of Stratum V2
-    probe_pool: float = 0.97  # the endpoint answered a probe as a pool
+    probe_pool: float = 0.97  # the endpoint answered a probe as a pool (a job, an extranonce)
+    probe_pool_weak: float = 0.6  # ... only by turning down the probe's login in a pool dialect
     probe_not_pool_factor: float = 0.2  # it answered as something else: the score is multiplied
     web_ports: tuple[int, ...] = (80, 443, 8000, 8080, 8443)
 
@@ -232,6 +233,11 @@ class ContactJudge:
             ev = self._entry(key, a, b, int(row["first_ts_ns"]), int(row["last_ts_ns"]), capture)
             ev.flow = {name: int(row[name]) for name in ("pkts_toserver", "pkts_toclient",
                                                           "bytes_toserver", "bytes_toclient")}
+
+    def tls_wanted(self, sni: str | None) -> bool:
+        """For the TLS observer: read a handshake in full only when its SNI names a pool, or
+        when it has none (the certificate may name one)."""
+        return sni is None or self._pool_name(sni)
 
     def tls_seen(self, key: FlowKey, info: Any, capture: str | None = None) -> None:
         """A parsed TLS handshake (``detect.tls.TlsInfo``); kept when its names say pool."""
@@ -406,10 +412,12 @@ class ContactJudge:
             evidence["probe"] = {"verdict": probe.verdict, "dialect": probe.dialect,
                                  "tls": probe.tls, "checked_at_ns": probe.checked_at_ns}
             if probe.verdict == "pool":
-                weights.append(("probe", s.probe_pool,
-                                (f"a probe of {server[0]}:{server[1]} was answered as a pool"
-                                f"{f' ({probe.dialect})' if probe.dialect else ''} "
-                                f"(weight {s.probe_pool:.2f})")))
+                weak = (probe.evidence or {}).get("strength") == "weak"
+                w = s.probe_pool_weak if weak else s.probe_pool
+                how = "only by turning down its login" if weak else "with pool messages"
+                dialect = f" ({probe.dialect})" if probe.dialect else ""
+                weights.append(("probe", w, (f"a probe of {server[0]}:{server[1]} was answered "
+                                             f"as a pool{dialect}, {how} (weight {w:.2f})")))
             elif probe.verdict == "not-pool":
                 factor = s.probe_not_pool_factor
         if not weights:
