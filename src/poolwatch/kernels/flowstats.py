@@ -41,6 +41,8 @@ import numpy as np
 from numba import njit
 
 from .flowtable import _less, flow_hash
+from .prefilter import _nonzero
+from .prefilter import directed_hash as _directed
 
 # Return codes of update().
 DONE = 0
@@ -105,22 +107,6 @@ def allocate(capacity: int):
             np.zeros((capacity, 6), np.uint64), np.zeros((capacity, NI), np.int64),
             np.zeros((capacity, NF), np.float64), np.zeros((capacity, 2, 2, N_BINS), np.uint16),
             np.zeros((capacity, 2, MAX_COINS), np.int32))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _nonzero(h):
-    return h if h != np.uint64(0) else np.uint64(1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _directed(p, from_sender):
-    if from_sender:
-        h = flow_hash(p.vlan, p.inner_vlan, p.proto, p.src_hi, p.src_lo, p.sport,
-                      p.dst_hi, p.dst_lo, p.dport)
-    else:
-        h = flow_hash(p.vlan, p.inner_vlan, p.proto, p.dst_hi, p.dst_lo, p.dport,
-                      p.src_hi, p.src_lo, p.sport)
-    return _nonzero(h)
 
 
 @njit(cache=True, nogil=True)
