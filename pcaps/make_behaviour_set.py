@@ -110,6 +110,10 @@ class Conn:
     sport: int
     rtt_ns: int
     out: list = field(default_factory=list)
+    # What the client's first payload starts with (TLS record header, SSH banner, ...);
+    # the rest of every payload is random bytes (ciphertext).
+    opening: bytes = b""
+    client_spoke: bool = False
 
     def __post_init__(self):
         self.seq = [self.rng.getrandbits(32), self.rng.getrandbits(32)]
@@ -159,8 +163,15 @@ class Conn:
         n = 0
         while size > 0:
             chunk = min(size, MSS)
-            self.pkt(t, from_client, 0x18 if chunk == size else 0x10,
-                     self.rng.randbytes(chunk))
+            payload = self.rng.randbytes(chunk)
+            if from_client and not self.client_spoke:
+                self.client_spoke = True
+                head = self.opening[:chunk]
+                if head[:1] == b"\x16":  # a TLS record header carries the record's length
+                    head = head[:3] + struct.pack("!H", max(size - 5, 0))
+                    head = head[:chunk]
+                payload = head + payload[len(head):]
+            self.pkt(t, from_client, 0x18 if chunk == size else 0x10, payload)
             size -= chunk
             n += 1
             t += self.rng.randint(20, 120) * 1000 if size else 0
@@ -176,6 +187,16 @@ class Conn:
 
 
 # ---------------------------------------------------------------------------------------
+# First bytes of the client's first payload: a TLS handshake record (length filled in), or
+# the protocol's own opening where it is not TLS.
+TLS_OPENING = b"\x16\x03\x01\x00\x00"
+OPENINGS = {
+    "ssh": b"SSH-2.0-OpenSSH_9.6p1\r\n",
+    "vpn": b"\x00\x0e\x38",  # OpenVPN over TCP: length, P_CONTROL_HARD_RESET_CLIENT_V2
+    "db": b"\x00\x00\x00\x08\x04\xd2\x16\x2f",  # PostgreSQL SSLRequest, then TLS
+}
+
+
 def _exp(rng: random.Random, mean: float) -> float:
     return rng.expovariate(1.0 / mean)
 
@@ -203,6 +224,7 @@ def mining_flow(conn: Conn, rng: random.Random, cat: str, t0: int, dur_s: float,
                 chain: list[float] | None = None) -> dict:
     """Messages of one encrypted mining session: (time s, from_client, bytes)."""
     tls = 22 if rng.random() < 0.7 else 29
+    conn.opening = b"" if cat == "sv2-noise" else TLS_OPENING
     msgs: list[tuple[float, bool, int]] = []
     coin = {"btc-tls": "BTC", "xmr-tls": "XMR", "etc-tls": "ETC", "kas-tls": "KAS",
             "sv2-noise": "BTC"}[cat]
@@ -274,6 +296,7 @@ def play(conn: Conn, t0: int, msgs: list[tuple[float, bool, int]]) -> None:
 
 def benign_flow(conn: Conn, rng: random.Random, cat: str, t0: int, dur_s: float) -> dict:
     tls = 22 if rng.random() < 0.7 else 29
+    conn.opening = OPENINGS.get(cat.split("-")[0], TLS_OPENING)
     msgs: list[tuple[float, bool, int]] = [(0.01, True, rng.randint(220, 560)),
                                            (0.02, False, rng.randint(2600, 4800)),
                                            (0.03, True, 80)]

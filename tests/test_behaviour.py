@@ -73,8 +73,27 @@ def packets_from(events) -> np.ndarray:
     return arr
 
 
-def batch_of(arr: np.ndarray) -> PacketBatch:
-    return PacketBatch("crafted", np.zeros(0, np.uint8), arr)
+def batch_of(arr: np.ndarray, buf: np.ndarray | None = None) -> PacketBatch:
+    return PacketBatch("crafted", np.zeros(0, np.uint8) if buf is None else buf, arr)
+
+
+def give_payload_bytes(arr: np.ndarray) -> np.ndarray:
+    """Bytes for crafted packets: 40 header bytes, then a payload opening that differs by
+    packet (TLS-like for every third). Sets ``data_off``; returns the buffer."""
+    chunks = []
+    for i in range(len(arr)):
+        arr[i]["data_off"] = 43 * i
+        head = bytes([0x16, 0x03, i % 5]) if i % 3 == 0 else bytes([i % 256, 0x7B, 0x22])
+        chunks.append(bytes(40) + head)
+    return np.frombuffer(b"".join(chunks), np.uint8).copy()
+
+
+def _head(value: int):
+    """The kernel's packed head bytes in the twin's shape."""
+    if value < 0:
+        return -1
+    n = value >> 24
+    return (n, bytes([(value >> 16) & 255, (value >> 8) & 255, value & 255][:n]))
 
 
 def kernel_rows(scorer: BehaviourScorer) -> dict[tuple, dict]:
@@ -97,12 +116,13 @@ def kernel_rows(scorer: BehaviourScorer) -> dict[tuple, dict]:
             "hist_all": [scorer.hist[r, kf.H_ALL, d].tolist() for d in (0, 1)],
             "hist_answer": [scorer.hist[r, kf.H_ANSWER, d].tolist() for d in (0, 1)],
             "hits": [scorer.hits[r, d, : len(scorer.coins)].tolist() for d in (0, 1)],
+            "head": [_head(int(ints[kf.I_HEAD + d])) for d in (0, 1)],
         }
     return out
 
 
 COMPARED = ("client", "first", "last", "npay", "bytes", "nburst", "ndone", "nanswered",
-            "nanswer", "nunsol", "hist_all", "hist_answer", "hits")
+            "nanswer", "nunsol", "hist_all", "hist_answer", "hits", "head")
 FLOATS = ("ssize", "ssize2", "sgap", "sgap2", "sugap", "sugap2")
 
 
@@ -134,15 +154,16 @@ def test_kernel_matches_twin(events, n_batches):
         ts += gap
         rows.append((ts, s, sp, d, dp, flags, size))
     arr = packets_from(rows)
+    buf = give_payload_bytes(arr)
     blocks = {"XMR": np.array([rows[0][0] + k * 2 * NS for k in range(-2, 200)], np.int64)}
     st_ = BehaviourSettings(idle_timeout_s=1e6, sweep_interval_s=1e6, initial_flows=2)
     scorer = BehaviourScorer(st_, block_times=blocks)
     for part in np.array_split(arr, n_batches):
-        scorer.update(batch_of(part))
+        scorer.update(batch_of(part, buf))
     twin = flow_stats_reference(arr, burst_gap_ns=int(st_.burst_gap_s * NS),
                                 reply_ns=int(st_.reply_window_s * NS),
                                 block_tol_ns=int(st_.block_tolerance_s * NS),
-                                block_times=[blocks["XMR"]])
+                                block_times=[blocks["XMR"]], buf=buf.tobytes())
     assert_same(kernel_rows(scorer), twin)
 
 
@@ -151,17 +172,25 @@ def test_kernel_matches_twin_on_a_sample_capture():
     expected = json.loads(capture.with_suffix(".labels.json").read_text())
     blocks = {c: np.array(v, np.int64) for c, v in expected["block_times_ns"].items()}
     scorer = BehaviourScorer(BehaviourSettings(idle_timeout_s=1e6), block_times=blocks)
-    parts = []
+    parts, bufs, base = [], [], 0
     for batch in iter_batches([capture]):
         scorer.update(batch)
-        parts.append(batch.packets.copy())
+        part = batch.packets.copy()
+        part["data_off"] += base  # one buffer for the twin
+        parts.append(part)
+        bufs.append(batch.buf.tobytes())
+        base += len(batch.buf)
     st_ = scorer.settings
     twin = flow_stats_reference(np.concatenate(parts), burst_gap_ns=int(st_.burst_gap_s * NS),
                                 reply_ns=int(st_.reply_window_s * NS),
                                 block_tol_ns=int(st_.block_tolerance_s * NS),
-                                block_times=[blocks[c] for c in scorer.coins])
+                                block_times=[blocks[c] for c in scorer.coins],
+                                buf=b"".join(bufs))
     assert_same(kernel_rows(scorer), twin)
     assert len(twin) == 1
+    (flow,) = twin.values()
+    client = 0 if flow["client"] == 1 else 1
+    assert flow["head"][client][1][:2] == b"\x16\x03"  # the miner opens with a TLS record
 
 
 def test_syn_decides_the_client_and_syn_floods_take_no_rows():

@@ -227,3 +227,58 @@ def test_the_behaviour_model_names_encrypted_mining_with_no_name_at_all():
     (c,) = got
     assert c.via == ("behaviour",) and 0.5 <= c.score <= ContactSettings().behaviour
     assert "client_cadence" in c.reasons[0] and c.evidence["behaviour_features"]
+
+
+def _verdict(score: float, *, server_name=None, opening=None):
+    from poolwatch.detect.behaviour import BehaviourVerdict
+    from poolwatch.detect.records import flow_key
+    client = (*addr_to_halves("10.9.0.1"), 40001)
+    server = (*addr_to_halves("192.0.2.50"), 7777)
+    return BehaviourVerdict(key=flow_key(0, 0, 6, client, server), client=client,
+                            server=server, first_ts_ns=T0, last_ts_ns=T0 + 600 * NS,
+                            score=score, reasons=("model reasons",),
+                            features={"opening_seen": 1.0}, server_name=server_name,
+                            opening=opening)
+
+
+@pytest.mark.parametrize("server_name, opening, factor, words", [
+    (None, None, 1.0, None),  # opening not captured: the model stands alone
+    (None, b"\x16\x03\x01", 1.0, None),  # a TLS handshake, no name: could be a miner
+    (None, b"\x16", 1.0, None),  # one byte captured: benefit of the doubt
+    ("dns.google", b"\x16\x03\x01", 0.2, "asked for dns.google, not a pool name"),
+    (None, b"HS\x00", 0.2, "begins with 48 53 00: neither a TLS nor"),
+    (None, b"", 0.2, "begins with nothing captured"),
+])
+def test_behaviour_weighs_less_when_the_flow_says_what_else_it_is(fp_intel, server_name,
+                                                                   opening, factor, words):
+    judge = ContactJudge(fp_intel, ContactSettings(report_threshold=0.0))
+    judge.behaviour_seen([_verdict(0.95, server_name=server_name, opening=opening)])
+    (c,) = judge.finish()
+    assert c.score == pytest.approx(0.6 * 0.95 * factor, abs=1e-6)
+    if words:
+        assert words in c.reasons[0]
+    default = ContactJudge(fp_intel)  # at the default threshold only the plain one is kept
+    default.behaviour_seen([_verdict(0.95, server_name=server_name, opening=opening)])
+    assert len(default.finish()) == (1 if factor == 1.0 else 0)
+
+
+def test_declined_client_hellos_name_the_behaviour_rows_they_belong_to():
+    """The TLS observer's hash of a declined flow is the behaviour model's row key, so a
+    verdict on that flow carries the name its ClientHello asked for."""
+    from poolwatch.detect.behaviour import BehaviourScorer
+    from poolwatch.detect.tls import TlsObserver
+    from poolwatch.scan import iter_batches
+
+    asked: list[str | None] = []
+    tls = TlsObserver(want=lambda name: asked.append(name) or False)
+    scorer = BehaviourScorer()
+    for batch in iter_batches([CONTACTS / "pool_website_https.pcap"]):
+        scorer.update(batch)
+        tls.update(batch)
+        scorer.note_names(tls.declined())
+    assert asked and all(asked)
+    rows = set(scorer.keys[: scorer.n_rows].tolist())
+    assert scorer._names and set(scorer._names) <= rows
+    assert set(scorer._names.values()) == set(asked)
+    scorer.flush()
+    assert scorer._names == {}  # forgotten with their rows

@@ -181,10 +181,32 @@ def test_dns_over_tcp(tmp_path):
     ])
     assert dns.host_of("192.0.2.11", 0, T0 + 2) == "a.example"
     assert dns.host_of("192.0.2.12", 0, T0 + 3) == "b.example"
-    assert dns.host_of("192.0.2.13", 0) is None  # not reassembled (yet): counted
-    assert dns.stats["queries"] == 2 and dns.stats["answers"] == 3
-    assert dns.stats["tcp_unreassembled"] == 2  # both halves
+    assert dns.host_of("192.0.2.13", 0, T0 + 5) == "c.example"  # joined from two segments
+    assert dns.stats["queries"] == 2 and dns.stats["answers"] == 4
+    assert dns.stats["tcp_reassembled"] == 1
     assert dns.stats["truncated"] == 1 and dns.stats["malformed"] == 0
+
+
+def test_dns_over_tcp_skips_retransmissions_and_restarts_after_a_gap(tmp_path):
+    big = response("big.example", [(f"big.example", "A", f"192.0.2.{k}", 300)
+                                   for k in range(20, 60)])
+    nxt = prefixed(response("d.example", [("d.example", "A", "192.0.2.14", 300)]))
+    stream = prefixed(big)
+    cut1, cut2 = 100, 400
+    dns = learn(tmp_path, [
+        (T0, tcp(stream[:cut1], seq=5000)),
+        (T0 + 1, tcp(stream[:cut1], seq=5000)),  # retransmitted whole
+        (T0 + 2, tcp(stream[cut1 - 10:cut2], seq=5000 + cut1 - 10)),  # overlaps by 10 bytes
+        (T0 + 3, tcp(stream[cut2:], seq=5000 + cut2)),
+        (T0 + 4, tcp(nxt[:10], seq=5000 + len(stream))),
+        # the segment with nxt[10:30] is lost; the next one does not start a message
+        (T0 + 5, tcp(nxt[30:], seq=5000 + len(stream) + 30)),
+        (T0 + 6, tcp(nxt, seq=9000, dport=40002)),  # another connection: read
+    ])
+    assert dns.host_of("192.0.2.59", 0, T0 + 3) == "big.example"
+    assert dns.stats["tcp_retransmitted"] == 1 and dns.stats["tcp_gaps"] == 1
+    assert dns.host_of("192.0.2.14", 0, T0 + 6) == "d.example"
+    assert dns.stats["answers"] == 41
 
 
 def test_responses_that_name_no_address_are_counted_not_parsed(tmp_path):

@@ -276,6 +276,7 @@ def scan_detections(
                     tls.update(batch)
                     for key, info in tls.drain():
                         judge.tls_seen(key, info, batch.path)
+                    behaviour.note_names(tls.declined())  # non-pool names of flows
                 judge.behaviour_seen(behaviour.expire(int(batch.packets["ts_ns"][-1])),
                                      batch.path)
             for event in events:
@@ -288,10 +289,11 @@ def scan_detections(
             last = table.flush()
             summary.flows += len(last)
             judge.closed_flows(last, path)  # the capture each flow closed in
-            judge.behaviour_seen(behaviour.flush(), path)
             if tls is not None:
                 for key, info in tls.flush():
                     judge.tls_seen(key, info, path)
+                behaviour.note_names(tls.declined())
+            judge.behaviour_seen(behaviour.flush(), path)
             yield from finished(judge.finish())
         yield from finished((), wait=True)
     finally:

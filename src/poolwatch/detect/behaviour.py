@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -159,6 +159,8 @@ class BehaviourVerdict:
     score: float
     reasons: tuple[str, ...]
     features: dict[str, float] = field(compare=False)
+    server_name: str | None = None  # the (non-pool) name its TLS ClientHello asked for
+    opening: bytes | None = None  # the client's first payload bytes (≤ 3), opening seen
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -215,6 +217,9 @@ class BehaviourScorer:
         self.syns = np.zeros(s.syn_cache, np.uint64)
         self.state = np.zeros(2, np.int64)
         self._pending: list[BehaviourVerdict] = []
+        # flow hash (the rows' key) -> the server name of its TLS ClientHello, for flows
+        # whose name was not a pool's (see note_names); forgotten when the row ends
+        self._names: dict[int, str] = {}
         self.stats: dict[str, int] = {"flows": 0, "scored": 0, "reported": 0, "expired": 0,
                                       "evicted": 0, "sweeps": 0}
 
@@ -243,7 +248,7 @@ class BehaviourScorer:
         while True:
             before = self.n_rows
             code, pos, self.n_rows = kf.update(
-                packets, pos, self.index, self.keys, self.ends, self.ints, self.flts,
+                batch.buf, packets, pos, self.index, self.keys, self.ends, self.ints, self.flts,
                 self.hist, self.hits, self.n_rows, self.syns, self.state, self.sweep_ns,
                 self.params, self.block_ts, self.block_off)
             self.stats["flows"] += self.n_rows - before
@@ -262,6 +267,15 @@ class BehaviourScorer:
                     k = self.n_rows // 4
                     self._close(last <= np.partition(last, k)[k], "evicted")
 
+    def note_names(self, names: Iterable[tuple[int, str]]) -> None:
+        """Server names that TLS ClientHellos asked for, by flow hash (the same direction-free
+        hash the rows are keyed by: ``TlsObserver.declined``). A verdict on such a flow
+        carries its name: a flow that names a host that is not a pool is hardly mining."""
+        self._names.update(names)
+        if len(self._names) > 2 * len(self.keys) + 1024:  # names of rows that never were
+            live = set(self.keys[: self.n_rows].tolist())
+            self._names = {h: n for h, n in self._names.items() if h in live}
+
     def _close(self, mask: np.ndarray, reason: str) -> None:
         """End the rows in ``mask``: verdicts at or above the threshold go to pending."""
         rows = np.flatnonzero(mask)
@@ -269,6 +283,11 @@ class BehaviourScorer:
             return
         self.stats[reason] = self.stats.get(reason, 0) + len(rows)
         self._pending.extend(self._verdicts(rows, self.settings.report_threshold))
+        if self._names:
+            closed = self.keys[rows]
+            named = np.fromiter(self._names, np.uint64, len(self._names))
+            for h in closed[np.isin(closed, named)].tolist():
+                del self._names[h]
         self.n_rows = kf.close_rows(mask, self.index, self.keys, self.ends, self.ints,
                                     self.flts, self.hist, self.hits, self.n_rows)
 
@@ -445,8 +464,14 @@ class BehaviourScorer:
         f["logit"] = logit
         if coin >= 0:
             f["block_coin"] = float(coin)
+        opening = None
+        if self.ints[r, kf.I_CLIENT]:  # the connection's opening was in the capture
+            head = int(self.ints[r, kf.I_HEAD + int(m["client_dir"][j])])
+            if head >= 0:
+                opening = (head & 0xFFFFFF).to_bytes(3, "big")[: head >> 24]
         return BehaviourVerdict(
             key=flow_key(int(self.ints[r, kf.I_VLAN]), int(self.ints[r, kf.I_INNER]), TCP, a, b),
             client=client, server=server,
             first_ts_ns=int(self.ints[r, kf.I_FIRST]), last_ts_ns=int(self.ints[r, kf.I_LAST]),
-            score=score, reasons=reasons, features=f)
+            score=score, reasons=reasons, features=f,
+            server_name=self._names.get(int(self.keys[r])), opening=opening)

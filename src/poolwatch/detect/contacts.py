@@ -62,6 +62,9 @@ class ContactSettings:
     ip_other_port: float = 0.3  # a pool's listed address, another port
     ip_half_life_days: float = 365.0  # an address row's weight halves every this many days
     behaviour: float = 0.6  # times the behaviour model's own score: alone, it needs > 0.83
+    # The behaviour weight is multiplied by these when the flow says what else it is:
+    behaviour_named_other: float = 0.2  # its TLS ClientHello asked for a name, not a pool's
+    behaviour_no_handshake: float = 0.2  # opening captured, and it is no TLS/Noise handshake
     stratum_v2: float = 0.9  # Noise handshake shape of Stratum V2
     probe_pool: float = 0.97  # the endpoint answered a probe as a pool (a job, an extranonce)
     probe_pool_weak: float = 0.6  # ... only by turning down the probe's login in a pool dialect
@@ -141,6 +144,12 @@ class AddressIntel:
         day = datetime.datetime.fromtimestamp(at_ns / NS, datetime.UTC).date()
         age = max((day - row.last_seen).days, 0)
         return 0.5 ** (age / self.half_life_days)
+
+
+def _tls_record(opening: bytes) -> bool:
+    """A TLS handshake record header: content type 22, major version 3 (SSL 3.0 to TLS 1.3).
+    One captured byte is given the benefit of the doubt."""
+    return opening[:1] == b"\x16" and opening[1:2] in (b"", b"\x03")
 
 
 def _ones(n: int) -> int:
@@ -402,8 +411,25 @@ class ContactJudge:
         if ev.behaviour is not None:
             v = ev.behaviour
             w = s.behaviour * float(v.score)
+            caveat = ""
+            if v.server_name:
+                w *= s.behaviour_named_other
+                caveat = (f"; but its TLS ClientHello asked for {v.server_name}, not a pool "
+                          f"name (x {s.behaviour_named_other:g})")
+                evidence["tls_server_name"] = v.server_name
+            elif v.opening is not None and ev.sv2 is None and ev.tls is None \
+                    and not _tls_record(v.opening):
+                w *= s.behaviour_no_handshake
+                caveat = (f"; but the connection's opening was captured and begins with "
+                          f"{v.opening.hex(' ') or 'nothing captured'}: neither a TLS nor a "
+                          f"Stratum V2 Noise handshake, which encrypted mining begins with, and "
+                          f"plaintext mining would have been read as Stratum "
+                          f"(x {s.behaviour_no_handshake:g})")
+            if v.opening is not None:
+                evidence["opening_hex"] = v.opening.hex()
             weights.append(("behaviour", w, (f"behaviour model score {v.score:.2f} "
-                                            f"(weight {w:.2f}): " + "; ".join(v.reasons))))
+                                            f"(weight {w:.2f}{caveat}): "
+                                            + "; ".join(v.reasons))))
             evidence["behaviour_features"] = dict(v.features)
 
         factor = 1.0

@@ -30,8 +30,10 @@ address record that no question leads to maps to its own owner name.
 
 Known limits:
 
-* DNS over TCP is read only when one segment carries whole length-prefixed messages; a
-  message split over several segments is not reassembled yet (``tcp_unreassembled``).
+* DNS over TCP is put back in order per direction (retransmissions skipped, a message
+  split over segments joined); after a lost segment the stream restarts at the next one,
+  taken to begin a message (``tcp_gaps``). At most ``max_tcp_streams`` directions with an
+  incomplete message are kept.
 * DNS over TLS (853), over HTTPS and over QUIC is encrypted: no names from those.
 * The map is global, not per client: geo-DNS that gives different clients different
   addresses is fine (each address maps to its name); an address shared by several names is
@@ -81,13 +83,33 @@ STAT_NAMES = (
     "malformed",  # not DNS: bad labels or pointers, counts past the end of a whole message...
     "truncated",  # cut by the capture (snap length, IP fragments); records before the cut used
     "tc",  # responses the server truncated (TC bit); their complete records are used
-    "tcp_unreassembled",  # TCP segments whose message continues in another segment
+    "tcp_reassembled",  # TCP segments that ended inside a message continued in a later one
+    "tcp_retransmitted",  # TCP segments whose bytes were already read
+    "tcp_gaps",  # TCP streams where a segment was missing: read again from the next segment
+    "tcp_dropped",  # TCP streams forgotten with a message incomplete (max_tcp_streams)
     "other_opcodes",  # responses to NOTIFY, UPDATE...: not name lookups
     "bad_names",  # names that are not host names (non-ASCII, illegal characters), skipped
     "bad_records",  # A/AAAA records whose data is not 4/16 bytes
     "evicted",  # addresses forgotten to stay within max_entries (least recently updated)
     "names_dropped",  # names forgotten for one address beyond max_names (earliest expiry)
 )
+
+
+class _TcpStream:
+    """One direction of a DNS-over-TCP connection with a message not complete yet."""
+
+    __slots__ = ("data", "last_ts", "next_seq", "skip")
+
+    def __init__(self, seq: int) -> None:
+        self.next_seq = seq
+        self.data = bytearray()
+        self.skip = 0  # bytes still to skip: the rest of a message the capture cut short
+        self.last_ts = 0
+
+
+def _seq_diff(a: int, b: int) -> int:
+    """a - b in TCP sequence space (wraps at 2^32)."""
+    return ((a - b + 0x80000000) & 0xFFFFFFFF) - 0x80000000
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +219,7 @@ class PassiveDns:
         max_entries: int = 1 << 16,
         max_names: int = 16,
         prefer: Callable[[str], bool] | None = None,
+        max_tcp_streams: int = 1024,
     ) -> None:
         if max_entries < 1 or max_names < 1:
             raise ValueError("max_entries and max_names must be at least 1")
@@ -206,6 +229,9 @@ class PassiveDns:
         self.max_entries = max_entries
         self.max_names = max_names
         self.prefer = prefer
+        self.max_tcp_streams = max_tcp_streams
+        # DNS-over-TCP directions with a message incomplete, least recently added first
+        self._streams: OrderedDict[tuple, _TcpStream] = OrderedDict()
         self._map: OrderedDict[str, list[_Run]] = OrderedDict()  # least recently updated first
         # addresses a name ``prefer`` accepts (a pool name) resolved to, as they are learnt:
         # the contact judge watches flows to these
@@ -251,24 +277,14 @@ class PassiveDns:
             at = data_off[udp] + pk["l4_off"][idx[udp]] + 4
             udp_len = (buf[at].astype(np.int64) << 8) | buf[at + 1]
             wire[udp] = np.maximum(wire[udp], udp_len - 8)
-        # First message of each payload: UDP the whole payload, TCP after a 2-byte length.
-        tcp = ~udp
-        msg = start.copy()
-        msg_cap, msg_wire = cap.copy(), wire.copy()
-        keep = np.ones(len(idx), bool)
-        if tcp.any():
-            t_start, t_cap, t_wire = start[tcp], cap[tcp], wire[tcp]
-            has_prefix = t_cap >= 2
-            prefix = np.zeros(len(t_start), np.int64)
-            s = t_start[has_prefix]
-            prefix[has_prefix] = (buf[s].astype(np.int64) << 8) | buf[s + 1]
-            msg[tcp] = t_start + 2
-            msg_cap[tcp] = np.minimum(prefix, np.maximum(t_cap - 2, 0))
-            msg_wire[tcp] = np.where(has_prefix, prefix, 2)
-            # the message goes on in another segment: not reassembled (yet)
-            split = np.where(has_prefix, prefix + 2 > t_wire, t_wire < 2)
-            self.stats["tcp_unreassembled"] += int(np.count_nonzero(split))
-            keep[np.flatnonzero(tcp)[split]] = False
+        # UDP: the message is the whole payload. TCP: length-prefixed messages in a byte
+        # stream, put back in order per direction (rare: big answers, zone transfers).
+        tcp = np.flatnonzero(~udp)
+        if len(tcp):
+            self._tcp_rows(batch, idx[tcp], start[tcp], cap[tcp], wire[tcp])
+        msg = start
+        msg_cap, msg_wire = cap, wire
+        keep = udp
         short = keep & (msg_cap < 12)  # no whole DNS header
         cut = msg_cap < msg_wire
         self.stats["truncated"] += int(np.count_nonzero(short & cut))
@@ -292,36 +308,87 @@ class PassiveDns:
         if len(sel) == 0:
             return
         ts = pk["ts_ns"][idx[sel]].tolist()
-        for t, is_udp, s, n, w, c, cw in zip(ts, udp[sel].tolist(), start[sel].tolist(),
-                                             msg_cap[sel].tolist(), msg_wire[sel].tolist(),
-                                             cap[sel].tolist(), wire[sel].tolist()):
-            if is_udp:
-                self._message(buf[s : s + n].tobytes(), n < w, t)
-            else:
-                self._segment(buf[s : s + c].tobytes(), c < cw, t)
+        for t, s, n, w in zip(ts, start[sel].tolist(), msg_cap[sel].tolist(),
+                              msg_wire[sel].tolist()):
+            self._message(buf[s : s + n].tobytes(), n < w, t)
 
-    def _segment(self, seg: bytes, seg_cut: bool, ts: int) -> None:
-        """Every length-prefixed message of one TCP segment (the first is a response)."""
-        off, first = 0, True
-        while off + 2 <= len(seg):
-            n = (seg[off] << 8) | seg[off + 1]
-            body = seg[off + 2 : off + 2 + n]
-            whole = len(body) == n
-            if not whole and not seg_cut:  # goes on in the next segment
-                self.stats["tcp_unreassembled"] += 1
+    def _tcp_rows(self, batch: PacketBatch, rows: np.ndarray, start: np.ndarray,
+                  cap: np.ndarray, wire: np.ndarray) -> None:
+        """Port-53 TCP segments with payload, each added to its direction's stream."""
+        pk, buf = batch.packets, batch.buf
+        seq_at = pk["data_off"][rows].astype(np.int64) + pk["l4_off"][rows] + 4
+        seq = np.zeros(len(rows), np.int64)
+        for k in range(4):
+            seq = (seq << 8) | buf[seq_at + k]
+        cols = zip(pk["src_hi"][rows].tolist(), pk["src_lo"][rows].tolist(),
+                   pk["sport"][rows].tolist(), pk["dst_hi"][rows].tolist(),
+                   pk["dst_lo"][rows].tolist(), pk["dport"][rows].tolist(),
+                   pk["vlan"][rows].tolist(), seq.tolist(), start.tolist(), cap.tolist(),
+                   wire.tolist(), pk["ts_ns"][rows].tolist())
+        for shi, slo, sp, dhi, dlo, dp, vlan, sq, s, c, w, ts in cols:
+            self._tcp_segment((vlan, shi, slo, sp, dhi, dlo, dp), sq, buf[s : s + c].tobytes(),
+                              w, ts)
+        if len(self._streams) > self.max_tcp_streams:  # partial messages nobody finished
+            while len(self._streams) > self.max_tcp_streams:
+                self._streams.popitem(last=False)
+                self.stats["tcp_dropped"] += 1
+
+    def _tcp_segment(self, key: tuple, seq: int, seg: bytes, wire: int, ts: int) -> None:
+        """One segment of one direction: in-order bytes are appended, retransmitted ones
+        skipped, and every whole length-prefixed message is read. A stream is kept only while
+        a message is incomplete, so the usual one-segment answer leaves no state."""
+        st = self._streams.pop(key, None)
+        if st is None:
+            st = _TcpStream(seq)  # a new stream starts at a message boundary
+        elif _seq_diff(seq, st.next_seq) > 0:  # a segment was lost: boundaries are lost too
+            self.stats["tcp_gaps"] += 1
+            st = _TcpStream(seq)
+        elif (overlap := _seq_diff(st.next_seq, seq)) > 0:  # retransmission (in part)
+            if overlap >= wire:
+                self.stats["tcp_retransmitted"] += 1
+                self._streams[key] = st
                 return
-            if len(body) < 12:
-                self.stats["truncated" if not whole else "malformed"] += 1
+            seg, wire, seq = seg[overlap:], wire - overlap, st.next_seq
+        if st.skip:  # the rest of a message the capture cut short
+            drop = min(st.skip, wire)
+            seg, wire, st.skip = seg[drop:], wire - drop, st.skip - drop
+            if drop and len(seg) == 0 and wire == 0:
+                st.next_seq = (seq + drop) & 0xFFFFFFFF
+                if st.skip:
+                    self._streams[key] = st
                 return
-            if first or body[2] & 0x80:
-                self._message(body, not whole, ts)
+            seq = (seq + drop) & 0xFFFFFFFF
+        st.data += seg
+        st.next_seq = (seq + wire) & 0xFFFFFFFF
+        st.last_ts = ts
+        data, off = st.data, 0
+        while off + 2 <= len(data):
+            n = (data[off] << 8) | data[off + 1]
+            if off + 2 + n > len(data):
+                break
+            self._tcp_message(bytes(data[off + 2 : off + 2 + n]), False, ts)
+            off += 2 + n
+        del data[:off]
+        if len(seg) < wire:  # the capture lost this segment's end (snap length)
+            if len(data) >= 2:
+                n = (data[0] << 8) | data[1]
+                self._tcp_message(bytes(data[2:]), True, ts)
+                st.skip = max(2 + n - (len(data) + wire - len(seg)), 0)
             else:
-                self.stats["queries"] += 1
-            if not whole:
-                return
-            off, first = off + 2 + n, False
-        if off < len(seg) and not seg_cut:  # one byte of the next length prefix
-            self.stats["tcp_unreassembled"] += 1
+                self.stats["tcp_gaps"] += 1
+                return  # even the length is lost: the stream cannot be followed
+            data.clear()
+        if data or st.skip:
+            self._streams[key] = st
+            self.stats["tcp_reassembled"] += 1 if data else 0
+
+    def _tcp_message(self, body: bytes, cut: bool, ts: int) -> None:
+        if len(body) < 12:
+            self.stats["truncated" if cut else "malformed"] += 1
+        elif body[2] & 0x80:
+            self._message(body, cut, ts)
+        else:
+            self.stats["queries"] += 1
 
     def _message(self, msg: bytes, cut: bool, ts: int) -> None:
         """One DNS response (header known to be there). ``cut``: the capture lost its end."""

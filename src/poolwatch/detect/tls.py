@@ -701,6 +701,7 @@ class _Flow:
         "server_side",
         "sh",
         "wanted",
+        "asked_name",
     )
 
     def __init__(self, h: int, key: FlowKey, client, server, ts: int, max_hs: int,
@@ -716,6 +717,7 @@ class _Flow:
         self.server_done = False
         self.server_end: int | None = None  # where the kernel saw the server's handshake end
         self.wanted = wanted  # the caller's answer about this flow; None: not asked yet
+        self.asked_name: str | None = None  # the server name ``want`` was asked about
 
     def error(self, text: str) -> None:
         if text not in self.errors:
@@ -724,8 +726,8 @@ class _Flow:
     def _ask(self, want: Want | None, body: bytes | None, complete: bool) -> bool:
         """Whether the caller wants this flow, asked once (with the SNI, read cheaply)."""
         if self.wanted is None:
-            self.wanted = want is None or bool(
-                want(None if body is None else client_hello_sni(body, complete)))
+            self.asked_name = None if body is None else client_hello_sni(body, complete)
+            self.wanted = want is None or bool(want(self.asked_name))
         return self.wanted
 
     # Parsing, called after each batch that brought this flow bytes (and once at the end).
@@ -880,6 +882,8 @@ class TlsObserver:
         # kernel hash of each flow finished or dropped -> capture time: a ClientHello
         # retransmitted later (within handshake_timeout_s) is not read again
         self._recent: OrderedDict[int, int] = OrderedDict()
+        # (kernel hash, server name) of flows ``want`` declined, until :meth:`declined`
+        self._declined: list[tuple[int, str]] = []
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
 
     def __len__(self) -> int:
@@ -942,14 +946,18 @@ class TlsObserver:
                 elif sst == SNI_NOT_WHOLE:  # asked once the ClientHello is reassembled
                     keep.append(k)
                     answers.append(None)
-                elif want(buf[o : o + n].tobytes().decode("ascii").lower().rstrip(".") or None
-                          if sst == SNI_FOUND else None):
-                    keep.append(k)
-                    answers.append(True)
                 else:
+                    name = (buf[o : o + n].tobytes().decode("ascii", "replace").lower()
+                            .rstrip(".") or None) if sst == SNI_FOUND else None
+                    if want(name):
+                        keep.append(k)
+                        answers.append(True)
+                        continue
                     unwanted += 1
                     recent[h] = ts_l[k]
                     gone.append(k)
+                    if name is not None:
+                        self._declined.append((h, name))
         if gone:
             forget = [hashes_l[k] for k in gone]
             marks[new[gone]] = 0
@@ -1033,6 +1041,8 @@ class TlsObserver:
         self._by_key.pop(flow.key, None)
         self._recent[flow.hash] = ts
         self.stats["unwanted"] += 1
+        if flow.asked_name is not None:
+            self._declined.append((flow.hash, flow.asked_name))
 
     def _trim_recent(self) -> None:
         recent = self._recent
@@ -1128,6 +1138,14 @@ class TlsObserver:
         info = self._finish(self._flows[h], final=True)
         self._forget([h])
         return info
+
+    def declined(self) -> list[tuple[int, str]]:
+        """The flows ``want`` turned down since the last call, with the server name they
+        asked for, as (flow hash, name). The hash is the direction-free flow hash the
+        behaviour model keys its rows by (``kernels.prefilter.canonical_hash``), so a flow it
+        flags can say which (non-pool) name its ClientHello asked for."""
+        out, self._declined = self._declined, []
+        return out
 
     def drain(self) -> list[tuple[FlowKey, TlsInfo]]:
         """The handshakes finished (read to their end, or closed by timeout) since the last

@@ -27,7 +27,7 @@ def _new_flow(client: int, ts: int, n_coins: int) -> dict:
         "ssize": [0.0, 0.0], "ssize2": [0.0, 0.0], "sgap": [0.0, 0.0], "sgap2": [0.0, 0.0],
         "sugap": [0.0, 0.0], "sugap2": [0.0, 0.0],
         "hist_all": [[0] * N_BINS, [0] * N_BINS], "hist_answer": [[0] * N_BINS, [0] * N_BINS],
-        "hits": [[0] * n_coins, [0] * n_coins],
+        "hits": [[0] * n_coins, [0] * n_coins], "head": [-1, -1],
     }
 
 
@@ -38,9 +38,12 @@ def _add_bin(hist: list[int], size: int) -> None:
 
 def flow_stats_reference(packets: np.ndarray, *, burst_gap_ns: int, reply_ns: int,
                          block_tol_ns: int = 0,
-                         block_times: Sequence[Sequence[int]] = ()) -> dict[tuple, dict]:
-    """Per-flow statistics of the TCP flows in ``packets`` (a PACKET array), keyed by
-    ``(vlan, inner_vlan, a, b)`` with endpoints ``(hi, lo, port)`` and ``a < b``."""
+                         block_times: Sequence[Sequence[int]] = (),
+                         buf: bytes = b"") -> dict[tuple, dict]:
+    """Per-flow statistics of the TCP flows in ``packets`` (a PACKET array, bytes in
+    ``buf``), keyed by ``(vlan, inner_vlan, a, b)`` with endpoints ``(hi, lo, port)`` and
+    ``a < b``. ``head[d]``: the first captured bytes (at most 3) of d's first payload packet,
+    as ``(count, bytes)``, or -1 before any."""
     flows: dict[tuple, dict] = {}
     syns: set[tuple] = set()
     blocks = [sorted(int(t) for t in series) for series in block_times]
@@ -109,6 +112,10 @@ def flow_stats_reference(packets: np.ndarray, *, burst_gap_ns: int, reply_ns: in
                     before = [t for t in series if t <= ts]
                     if before and ts - before[-1] <= block_tol_ns:
                         f["hits"][d][c] += 1
+        if f["npay"][d] == 0:
+            begin = int(p["data_off"]) + int(p["payload_off"])
+            got = bytes(buf[begin: begin + min(int(p["payload_len"]), 3)])
+            f["head"][d] = (len(got), got)
         f["npay"][d] += 1
         f["bytes"][d] += size
         f["bsize"][d] += size

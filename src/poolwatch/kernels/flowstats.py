@@ -73,7 +73,8 @@ I_NANSWERED = 23  # +d: bursts of d answered by the other side
 I_NANSWER = 25  # +d: bursts of d that are answers
 I_NUNSOL = 27  # +d: unsolicited bursts of d
 I_LASTUNSOL = 29  # +d: start of the last unsolicited burst (-1: none)
-NI = 31
+I_HEAD = 31  # +d: first bytes of d's first payload packet, see head_bytes (-1: none yet)
+NI = 33
 
 # Columns of ``flts`` (float64, seconds and bytes).
 F_SSIZE = 0  # +d: sum of completed burst sizes
@@ -188,9 +189,25 @@ def _new_burst(ints, flts, hist, hits, r, d, ts, params, block_ts, block_off):
 
 
 @njit(cache=True, nogil=True)
-def update(packets, start, index, keys, ends, ints, flts, hist, hits, n_rows, syns, state,
+def head_bytes(buf, p):
+    """Up to the first 3 captured payload bytes of a packet, packed as
+    ``(count << 24) | b0 << 16 | b1 << 8 | b2``: what a connection opens with (a TLS record
+    starts 0x16 0x03) without keeping payload per flow. 0 when none were captured."""
+    begin = np.int64(p.data_off) + np.int64(p.payload_off)
+    n = min(np.int64(p.payload_len), np.int64(3), np.int64(len(buf)) - begin)
+    value = np.int64(0)
+    for k in range(3):
+        value = value << 8
+        if k < n:
+            value |= np.int64(buf[begin + k])
+    return (max(n, np.int64(0)) << 24) | value
+
+
+@njit(cache=True, nogil=True)
+def update(buf, packets, start, index, keys, ends, ints, flts, hist, hits, n_rows, syns, state,
            sweep_ns, params, block_ts, block_off):
-    """Add packets[start:] to the table. Returns (code, next packet, n_rows).
+    """Add packets[start:] (bytes in ``buf``) to the table. Returns (code, next packet,
+    n_rows).
 
     ``state`` holds [next sweep point in ns, 1 once a sweep point is set] (as the flow
     table's). ``syns`` (power-of-two length) is the direct-mapped cache of directed hashes of
@@ -246,7 +263,7 @@ def update(packets, start, index, keys, ends, ints, flts, hist, hits, n_rows, sy
             flts[r, :] = 0.0
             hist[r, :, :, :] = 0
             hits[r, :, :] = 0
-            for c in (I_LASTPAY, I_BSTART, I_LASTUNSOL):
+            for c in (I_LASTPAY, I_BSTART, I_LASTUNSOL, I_HEAD):
                 ints[r, c] = -1
                 ints[r, c + 1] = -1
             ints[r, I_VLAN] = p.vlan
@@ -265,6 +282,8 @@ def update(packets, start, index, keys, ends, ints, flts, hist, hits, n_rows, sy
         last = ints[r, I_LASTPAY + d]
         if last < 0 or ts - last > params[P_BURST_GAP] or ints[r, I_LASTPAY + o] > last:
             _new_burst(ints, flts, hist, hits, r, d, ts, params, block_ts, block_off)
+        if ints[r, I_NPAY + d] == 0:
+            ints[r, I_HEAD + d] = head_bytes(buf, p)
         ints[r, I_NPAY + d] += 1
         ints[r, I_BYTES + d] += size
         ints[r, I_BSIZE + d] += size
