@@ -282,3 +282,19 @@ def test_declined_client_hellos_name_the_behaviour_rows_they_belong_to():
     assert set(scorer._names.values()) == set(asked)
     scorer.flush()
     assert scorer._names == {}  # forgotten with their rows
+
+
+def test_encrypted_stratum_v2_shares_are_counted_by_record_size():
+    """Through Noise, a SubmitSharesStandard is a 62-byte record: the generator's truth says
+    how many shares it encrypted, and the contact counts exactly those."""
+    capture = STRATUM / "stratum_v2_noise.pcap"
+    truth = json.loads(capture.with_suffix(".expected.json").read_text())["sessions"][0]["truth"]
+    (c,) = scan_detections([capture])
+    fixed = c.evidence["stratum_v2"]["fixed_size_records"]
+    assert fixed["SubmitSharesStandard"] == {"record_bytes": 62,
+                                             "records": truth["shares_submitted"]}
+    assert c.score == ContactSettings().stratum_v2_shares
+    assert "13 of SubmitSharesStandard (62 B)" in c.reasons[0]
+    strict = list(scan_detections([capture], contact_settings=ContactSettings(
+        stratum_v2_min_shares=100)))
+    assert strict[0].score == ContactSettings().stratum_v2  # the handshake shape alone

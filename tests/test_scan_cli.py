@@ -101,3 +101,24 @@ def test_each_session_carries_the_sha256_of_its_own_capture():
     for s in got:
         path = s.evidence["capture"]
         assert s.evidence["capture_sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_block_times_feed_the_behaviour_model(tmp_path):
+    capture = ROOT / "pcaps" / "behaviour" / "xmr_tls_session.pcap"
+    labels = json.loads(capture.with_suffix(".labels.json").read_text())
+    blocks = tmp_path / "xmr-blocks.txt"
+    blocks.write_text("# XMR blocks, Unix seconds\n" + "".join(
+        f"{t / 1e9:.3f}\n" for t in labels["block_times_ns"]["XMR"]))
+    plain = [json.loads(x) for x in _run(str(capture), "-f", "jsonl").stdout.splitlines()]
+    aligned = [json.loads(x) for x in _run(str(capture), "-f", "jsonl", "--block-times",
+                                           f"xmr={blocks}").stdout.splitlines()]
+    assert len(plain) == len(aligned) == 1
+    assert plain[0]["evidence"]["behaviour_features"]["block_alignment"] == 0
+    assert aligned[0]["evidence"]["behaviour_features"]["block_alignment"] > 0.5
+    assert "after a XMR block" in aligned[0]["reasons"][0]
+    assert aligned[0]["score"] > plain[0]["score"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1700000000\nyesterday\n")
+    result = _run(str(capture), "--block-times", f"XMR={bad}")
+    assert result.exit_code == 2 and f"{bad}:2: 'yesterday' is not a block time" in result.output
+    assert "Traceback" not in result.output

@@ -350,6 +350,11 @@ def scan(
     contact_setting: Annotated[list[str] | None, typer.Option(
         "--contact-setting", metavar="NAME=VALUE",
         help="change a contact weight or threshold (docs/contacts.md); repeatable.")] = None,
+    block_times: Annotated[list[str] | None, typer.Option(
+        "--block-times", metavar="COIN=FILE",
+        help="a coin's block times (one per line, Unix seconds or ISO 8601) for the behaviour "
+             "model: pool job pushes that follow blocks are evidence (docs/behaviour.md); "
+             "repeatable, up to 4 coins.")] = None,
 ) -> None:
     """Find mining: Stratum sessions in every dialect (who mined, to which pool, in which
     dialect and coin, with what hashrate and power draw) and pool contacts (flows attributed
@@ -379,6 +384,21 @@ def scan(
             probe_results = read_probe_results(probes)
         except (OSError, ValueError) as exc:
             raise _error(str(exc), 2) from None
+    series = None
+    if block_times:
+        from .detect.behaviour import read_block_times
+
+        series = {}
+        for item in block_times:
+            coin, sep, file = item.partition("=")
+            if not sep or not coin.strip() or not file.strip():
+                raise _error(f"--block-times {item!r}: expected COIN=FILE", 2)
+            try:
+                series[coin.strip().upper()] = read_block_times(file.strip())
+            except PoolwatchError as exc:
+                raise _error(f"--block-times: {exc}", 2) from None
+        if len(series) > 4:
+            raise _error("--block-times: at most 4 coins", 2)
     writer = _writer(fmt, out, "stratum_session")
     summary = ScanSummary(engine=engine.value)
     names = ("event_type", *dict.fromkeys(
@@ -388,7 +408,8 @@ def scan(
     with _scanning(progress, len(files)) as hook:
         for record in scan_detections(files, engine=engine.value, summary=summary,
                                       on_progress=hook, contacts=contacts,
-                                      contact_settings=settings, probes=probe_results):
+                                      contact_settings=settings, probes=probe_results,
+                                      block_times=series):
             writer.write_events([record.as_dict()], names, kinds)
         if writer.rows == 0 and fmt is not Format.jsonl:  # still a header / schema
             writer.write_events([], names, kinds)

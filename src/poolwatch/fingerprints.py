@@ -223,6 +223,13 @@ class Sv2Frame(_Model):
     handshake_client_bytes: int
     handshake_server_bytes: int
     layout: str
+    # Messages whose payload has one size (no variable fields): encrypted, each is one
+    # record of encrypted_header_bytes + size + mac_bytes, so shares show through Noise.
+    fixed_payload_bytes: dict[str, int] = {}
+
+    def record_bytes(self, message: str) -> int | None:
+        size = self.fixed_payload_bytes.get(message)
+        return None if size is None else self.encrypted_header_bytes + size + self.mac_bytes
 
 
 class Dialect(_Entry):

@@ -193,6 +193,7 @@ def scan_detections(
     contact_settings: ContactSettings | None = None,
     probes: Mapping[tuple[str, int], Any] | None = None,
     flow_settings: FlowSettings | None = None,
+    block_times: Mapping[str, np.ndarray] | None = None,
 ) -> Iterator[StratumSession | PoolContact]:
     """Mining sessions and pool contacts in all captures under ``paths``.
 
@@ -223,7 +224,8 @@ def scan_detections(
     judge = (ContactJudge(tracker.fp, contact_settings, dns=dns, probes=probes)
              if contacts else None)
     table = FlowTable(flow_settings) if contacts else None
-    behaviour = BehaviourScorer() if contacts else None
+    # block_times (coin -> sorted ns): the behaviour model checks pool pushes against them
+    behaviour = BehaviourScorer(block_times=block_times) if contacts else None
     # TLS flows are read only when their SNI names a pool, or when they have none (then the
     # certificate may): the rest are dropped at their ClientHello
     tls = TlsObserver(want=judge.tls_wanted) if judge is not None else None

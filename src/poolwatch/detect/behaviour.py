@@ -34,10 +34,13 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..kernels import flowstats as kf
 from ..records import PacketBatch
 from .records import Endpoint, FlowKey, flow_key
@@ -161,6 +164,38 @@ class BehaviourVerdict:
     features: dict[str, float] = field(compare=False)
     server_name: str | None = None  # the (non-pool) name its TLS ClientHello asked for
     opening: bytes | None = None  # the client's first payload bytes (≤ 3), opening seen
+
+
+def read_block_times(path: str | Path) -> np.ndarray:
+    """A coin's block times from a text file, one per line: Unix seconds (fractions allowed)
+    or ISO 8601 (UTC unless it names a zone); blank lines and ``#`` comments pass. Sorted
+    nanoseconds. A line that is neither raises :class:`~poolwatch.errors.ConfigError` with
+    the file and line number: block times come from a node or an explorer export, and a
+    silently dropped block would bias the alignment feature."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read block times ({exc})") from None
+    out: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        item = line.split("#", 1)[0].strip()
+        if not item:
+            continue
+        try:
+            if item.replace(".", "", 1).isdigit():
+                out.append(round(float(item) * NS))
+            else:
+                moment = datetime.fromisoformat(item.replace("Z", "+00:00"))
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=timezone.utc)
+                out.append(round(moment.timestamp() * NS))
+        except ValueError:
+            raise ConfigError(f"{path}:{lineno}: {item!r} is not a block time (Unix seconds "
+                              "or ISO 8601)") from None
+    if not out:
+        raise ConfigError(f"{path}: no block times in the file")
+    return np.sort(np.array(out, np.int64))
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

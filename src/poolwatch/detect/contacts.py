@@ -66,6 +66,8 @@ class ContactSettings:
     behaviour_named_other: float = 0.2  # its TLS ClientHello asked for a name, not a pool's
     behaviour_no_handshake: float = 0.2  # opening captured, and it is no TLS/Noise handshake
     stratum_v2: float = 0.9  # Noise handshake shape of Stratum V2
+    stratum_v2_shares: float = 0.97  # ... and share-sized records from the miner
+    stratum_v2_min_shares: float = 3  # how many share-sized records make the higher weight
     probe_pool: float = 0.97  # the endpoint answered a probe as a pool (a job, an extranonce)
     probe_pool_weak: float = 0.6  # ... only by turning down the probe's login in a pool dialect
     probe_not_pool_factor: float = 0.2  # it answered as something else: the score is multiplied
@@ -74,7 +76,7 @@ class ContactSettings:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("web_ports", "ip_half_life_days"):
+            if f.name in ("web_ports", "ip_half_life_days", "stratum_v2_min_shares"):
                 continue
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"contact setting {f.name} must lie in [0, 1], got {value}")
@@ -398,13 +400,20 @@ class ContactJudge:
                                      f"{'listed' if listed else 'not listed'} (weight {w:.2f})")))
 
         if ev.sv2 is not None:
-            w = s.stratum_v2
             hs = ev.sv2.evidence.get("handshake_bytes")
+            fixed = ev.sv2.evidence.get("fixed_size_records") or {}
+            shares = [f"{v['records']} of {name} ({v['record_bytes']} B)"
+                      for name, v in fixed.items() if v["records"]]
+            submitted = sum(v["records"] for name, v in fixed.items() if "Submit" in name)
+            w = s.stratum_v2_shares if submitted >= s.stratum_v2_min_shares else s.stratum_v2
+            seen = (f"; records the size of encrypted {', '.join(shares)}" if shares else
+                    "; no records the size of an encrypted share")
             weights.append(("stratum-v2", w, (f"Stratum V2 Noise handshake shape (client/server "
-                                             f"first payloads {hs} bytes, then AEAD records) "
-                                             f"(weight {w:.2f})")))
+                                             f"first payloads {hs} bytes, then AEAD records)"
+                                             f"{seen} (weight {w:.2f})")))
             evidence["stratum_v2"] = {k: ev.sv2.evidence[k] for k in
-                                      ("handshake_bytes", "records") if k in ev.sv2.evidence}
+                                      ("handshake_bytes", "records", "fixed_size_records")
+                                      if k in ev.sv2.evidence}
             pool = pool or ev.sv2.pool
             pool_host = pool_host or ev.sv2.pool_host
 

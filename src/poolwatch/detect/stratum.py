@@ -165,6 +165,7 @@ class _Vocabulary:
                         for mk in v.recognise.markers]
         self.sv2_types: dict[int, str] = {}
         self.opaque: list[tuple[str, set[int], set[int]]] = []  # (dialect, client, server)
+        self.share_records: dict[str, tuple[list[tuple[str, int]], list[tuple[str, int]]]] = {}
         for d in ds:
             if d.framing == "binary-sv2":
                 self.sv2_types.update(d.message_types)
@@ -172,6 +173,12 @@ class _Vocabulary:
             server = {s.payload_len for s in d.server_signatures if s.high_entropy and s.payload_len}
             if client and server:
                 self.opaque.append((d.id, client, server))
+                # encrypted records of fixed size: (message, bytes) client -> pool, pool -> client
+                self.share_records[d.id] = (
+                    [(m, d.frame.record_bytes(m)) for m in d.submit_methods
+                     if d.frame and d.frame.record_bytes(m)],
+                    [(m, d.frame.record_bytes(m)) for m in d.server_methods
+                     if d.frame and d.frame.record_bytes(m)])
         self.opaque_lengths = set().union(*(c | s for _, c, s in self.opaque))
         # per dialect: every method it names, and accepted parameter counts per message
         self.methods: dict[str, set[str]] = {}
@@ -295,6 +302,7 @@ class _State:
         self.worker_shares: dict[str, int] = {}
         self.first_payload: list[tuple[int, bool] | None] = [None, None]  # (length, random?)
         self.records = [0, 0]  # segments of an opaque (encrypted) stream, per side
+        self.record_sizes: list[dict[int, int]] = [{}, {}]  # segment bytes -> count, per side
 
     def touch(self, ts: int) -> None:
         if ts:
@@ -529,6 +537,9 @@ class StratumTracker:
             self._sv2(st, d, side, data, chunk.ts_ns, chunk.frame)
         elif side.mode == "opaque":
             st.records[d] += 1
+            sizes = st.record_sizes[d]
+            if len(sizes) < 64 or len(data) in sizes:  # bounded: encrypted sizes vary a lot
+                sizes[len(data)] = sizes.get(len(data), 0) + 1
         if not st.dead and (
             (st.messages == 0 and st.bytes > self.give_up_bytes)
             or (st.relevant == 0 and st.messages > self.give_up_messages)
@@ -1218,6 +1229,18 @@ class StratumTracker:
                 "capture": st.conv.path, "encrypted": True, "vlan": st.conv.vlan,
                 "handshake_bytes": [mine[0], pools[0]], "records": list(st.records),
                 "frames": sorted(st.key_frames)}
+            # Shares show through the encryption: a fixed-size message is a fixed-size record
+            # (a segment may carry several back to back).
+            client_fixed, server_fixed = self.vocab.share_records.get(dialect, ([], []))
+            miner_sizes, pool_sizes = st.record_sizes[miner], st.record_sizes[1 - miner]
+            counted = {}
+            for name, size in (*client_fixed, *server_fixed):
+                sizes = miner_sizes if (name, size) in client_fixed else pool_sizes
+                counted[name] = {"record_bytes": size, "records": sum(
+                    n * (length // size) for length, n in sizes.items()
+                    if length and length % size == 0 and length // size <= 8)}
+            if counted:
+                evidence["fixed_size_records"] = counted
             coin = self._coin(st, dialect, variant, None, [], evidence)
             pool_host = self.host_of(dst, dport, st.first_ts or None) if self.host_of else None
             endpoints = self.fp.endpoints_for(pool_host, dport) if pool_host else []
