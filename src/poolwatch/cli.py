@@ -10,6 +10,7 @@ Exit status (documented in docs/cli.md):
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from contextlib import contextmanager
 import logging
@@ -91,6 +92,10 @@ class Format(str, Enum):
 
 
 # Options that every scanning command takes, declared once.
+SubscribersOption = Annotated[list[Path] | None, typer.Option(
+    "--subscribers", help="ISP record files or directories (registry, static assignments, "
+                          "RADIUS detail, DHCP leases, CGNAT logs, meters; docs/linking.md): "
+                          "link each detection to its subscriber and entity; repeatable.")]
 PathsArg = Annotated[list[Path], typer.Argument(
     help="pcap/pcapng files (gzip, xz or zstd compressed too) or directories, read recursively.",
     show_default=False)]
@@ -355,6 +360,7 @@ def scan(
         help="a coin's block times (one per line, Unix seconds or ISO 8601) for the behaviour "
              "model: pool job pushes that follow blocks are evidence (docs/behaviour.md); "
              "repeatable, up to 4 coins.")] = None,
+    subscribers: SubscribersOption = None,
 ) -> None:
     """Find mining: Stratum sessions in every dialect (who mined, to which pool, in which
     dialect and coin, with what hashrate and power draw) and pool contacts (flows attributed
@@ -399,18 +405,30 @@ def scan(
                 raise _error(f"--block-times: {exc}", 2) from None
         if len(series) > 4:
             raise _error("--block-times: at most 4 coins", 2)
+    isp = _isp_records(subscribers) if subscribers else None
+    resolver = isp.resolver() if isp is not None else None
     writer = _writer(fmt, out, "stratum_session")
     summary = ScanSummary(engine=engine.value)
     names = ("event_type", *dict.fromkeys(
         [f.name for f in dataclasses.fields(StratumSession)]
         + [f.name for f in dataclasses.fields(PoolContact)]))
     kinds = {**StratumSession.KINDS, **PoolContact.KINDS}
+    if resolver is not None:
+        from .leads import Detection, link_detections, link_fields
+
+        names += LINK_FIELDS
+        kinds.update(LINK_KINDS)
     with _scanning(progress, len(files)) as hook:
         for record in scan_detections(files, engine=engine.value, summary=summary,
                                       on_progress=hook, contacts=contacts,
                                       contact_settings=settings, probes=probe_results,
                                       block_times=series):
-            writer.write_events([record.as_dict()], names, kinds)
+            row = record.as_dict()
+            if resolver is not None:
+                found = [Detection.of(row)]
+                link_detections(found, resolver)
+                row.update(link_fields(found[0].link))
+            writer.write_events([row], names, kinds)
         if writer.rows == 0 and fmt is not Format.jsonl:  # still a header / schema
             writer.write_events([], names, kinds)
     writer.close(console=Console(width=None if sys.stdout.isatty() else 200), sort_by="shares",
@@ -420,6 +438,120 @@ def scan(
     if contacts:
         found += f", {summary.contacts:,} pool contact(s)"
     _finish(summary, found)
+
+
+# ------------------------------------------------------------------------------ leads
+LINK_FIELDS = ("link_status", "subscriber_id", "entity_id", "link_confidence", "link_reasons",
+               "link_candidates")
+LINK_KINDS = {"link_confidence": "float", "link_reasons": "json", "link_candidates": "json"}
+
+
+def _isp_records(paths: list[Path]):
+    """ISP record files loaded; bad rows listed on stderr (file:line: why), never fatal."""
+    from .link.inputs import load_isp_records
+
+    try:
+        isp = load_isp_records(paths)
+    except PoolwatchError as exc:
+        raise _error(str(exc), 2) from None
+    for report in isp.reports:
+        for issue in report.issues[:20]:
+            err.print(f"[yellow]warning[/yellow]: {escape(str(issue))}", soft_wrap=True,
+                      highlight=False)
+        if len(report.issues) > 20:
+            err.print(f"[yellow]warning[/yellow]: {escape(report.path)}: "
+                      f"{len(report.issues) - 20} more issue(s)", highlight=False)
+    for path, why in isp.skipped_files:
+        err.print(f"note: {escape(path)}: skipped ({why})", highlight=False)
+    err.print(f"ISP records: {escape(isp.summary()) or 'none'}", highlight=False)
+    return isp
+
+
+def _detections_in(paths: list[Path], summary: ScanSummary, progress) -> list[dict]:
+    """Detection records from scan output (.jsonl/.json) and captures (scanned now)."""
+    from .scan import scan_detections
+
+    records: list[dict] = []
+    captures: list[Path] = []
+    for p in paths:
+        if p.is_file() and p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+            with p.open(encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise _error(f"{p}:{lineno}: not JSON ({exc.msg})", 2) from None
+                    if isinstance(row, dict) and row.get("event_type") in (
+                            "stratum_session", "pool_contact"):
+                        records.append(row)
+        else:
+            captures.append(p)
+    if captures:
+        files = _input_files(captures, None)
+        with _scanning(progress, len(files)) as hook:
+            records += [r.as_dict() for r in scan_detections(files, summary=summary,
+                                                             on_progress=hook)]
+    return records
+
+
+@app.command()
+def leads(
+    paths: Annotated[list[Path], typer.Argument(
+        help="captures (scanned now) or JSON lines written by `poolwatch scan -f jsonl`.",
+        show_default=False)],
+    subscribers: SubscribersOption = None,
+    week: Annotated[str | None, typer.Option(
+        "--week", help="first day (UTC) of the reporting week, YYYY-MM-DD (default: the Monday "
+                       "of the latest detection's week).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f",
+                                        help="table for people; jsonl, csv or parquet for tools.")] = Format.table,
+    out: OutOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Leads: every session and pool contact linked to the subscriber and entity behind it
+    (ISP records: registry, static assignments, RADIUS, DHCP, CGNAT, meters), one record per
+    entity with hashrate, power, status for the week and confidence, with reasons."""
+    from .leads import FIELDS, KINDS, build_leads
+    from .link.inputs import IspRecords
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise _error(f"no such file or directory: {', '.join(missing)}", 2)
+    week_start = None
+    if week is not None:
+        try:
+            week_start = datetime.datetime.fromisoformat(week).replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            raise _error(f"--week {week!r}: expected a date, YYYY-MM-DD", 2) from None
+    isp = _isp_records(subscribers) if subscribers else IspRecords()
+    summary = ScanSummary(engine="fast")
+    records = _detections_in(paths, summary, progress)
+    writer = _writer(fmt, out, "lead")
+    rows = build_leads(records, isp, week_start=week_start)
+    writer.write_events(rows, ("event_type", *FIELDS), KINDS)
+    writer.close(console=Console(width=None if sys.stdout.isatty() else 200), view=_leads_view)
+    attributed = sum(1 for r in rows if r["entity_id"])
+    err.print(f"{len(records):,} detection(s) -> {len(rows):,} lead(s), {attributed:,} "
+              f"attributed to an entity", highlight=False)
+
+
+def _leads_view(frame):
+    """The columns a person reads first; unattributed leads by their address."""
+    out = frame.copy()
+
+    def first_ip(ips) -> str:
+        ips = json.loads(ips) if isinstance(ips, str) else ips
+        return ips[0]["ip"] if isinstance(ips, list) and ips else ""
+
+    out["entity"] = [name if isinstance(name, str) else f"(unattributed) {first_ip(ips)}"
+                     for name, ips in zip(out["entity_name"], out["src_ips"])]
+    keep = [c for c in ("entity", "entity_type", "region", "sessions", "contacts",
+                        "hashrate_hs", "power_w", "status", "confidence", "datacenter",
+                        "meter_ratio") if c in out.columns]
+    return out[keep]
 
 
 # ---------------------------------------------------------------------------- probe (opt-in)
