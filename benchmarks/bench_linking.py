@@ -310,7 +310,7 @@ def main(argv=None) -> int:
         print(f"ratio pandas sort+merge / poolwatch build+resolve: "
               f"{(t_sort + t_merge) / (t_build + t_resolve):.1f}x")
     print(f"peak RSS: after build {rss_build:,.0f} MB, after resolve {rss_resolve:,.0f} MB, "
-          f"at the end (pandas included) {rss_end:,.0f} MB")
+          f"at the end{'' if args.no_pandas else ' (pandas included)'} {rss_end:,.0f} MB")
     return 0 if agree else 1
 
 

@@ -3,10 +3,10 @@
 Same signatures, same results (the same pairs in the same order). Addresses become one
 128-bit Python integer; a prefix contains an address when their top ``plen`` bits agree.
 Where the kernel binary-searches a prefix's rows by start and walks back bounded by
-``runmax``, the twin tests every row of the prefix (and every slot and block of a CGNAT
-address); ``runmax``, the long-row lists and ``sl_hmax`` are accepted and ignored. Prefixes are found with
-``np.searchsorted`` on the hi, then the lo column; ids and grouping use a dict and
-``sorted``.
+``runmax`` (with a separate list of long rows), the twin tests every row of the prefix (and
+every slot and block of a CGNAT address): ``runmax``, the long-row lists and ``sl_hmax``
+are accepted and ignored. Prefixes are found with ``np.searchsorted`` on the hi, then the lo
+column; ids and grouping use a dict and ``sorted``.
 """
 
 from __future__ import annotations

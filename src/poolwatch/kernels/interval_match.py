@@ -32,7 +32,8 @@ sorted by low, ``sl_hmax`` the running max of ``sl_high`` inside the address), e
 ``sl_off[s]:sl_off[s + 1]`` blocks sorted by start (``b_start``, ``b_end``, ``b_runmax``,
 ``b_order``). A query address that is any block's public address is a CGNAT address: it
 is resolved only through the blocks covering (port, ts), each translated to its private
-address (``b_priv_hi``, ``b_priv_lo``) and matched as above at the same ``ts``.
+address (``b_priv_hi``, ``b_priv_lo``) and matched as above at the same ``ts``. (Blocks
+have no long list: the blocks of one slot follow one another, so ``b_runmax`` stays tight.)
 
 Output pairs are ordered by observation, then block (sorted position), then assignment
 (sorted position); ``_reference_interval_match`` gives the same pairs in the same order.
@@ -76,29 +77,24 @@ def prefix_ids(hi, lo, plen, ids):
     ``plen``), numbered in first-seen order, written to ``ids`` (one per row).
 
     Returns per id: network hi, network lo, plen. Open addressing with linear probing; the
-    table doubles at half load. Output arrays are the caller's: numpy allocates large arrays
-    on huge pages, which makes a 10 M-row build several times faster on some machines.
+    table doubles at half load. Large outputs are the caller's: numpy allocates them on huge
+    pages, which makes a 10 M-row build several times faster on some machines.
     """
     n = len(hi)
     size = 1 << 12
     table = np.full(size, -1, np.int64)
-    cap = 1 << 10
-    uhi = np.empty(cap, np.uint64)
-    ulo = np.empty(cap, np.uint64)
-    upl = np.empty(cap, np.uint8)
+    uhi = np.empty(n, np.uint64)  # untouched memory costs nothing: sized for the worst case
+    ulo = np.empty(n, np.uint64)
+    upl = np.empty(n, np.uint8)
     nu = 0
-    p_hi = _ZERO
-    p_lo = _ZERO
-    p_pl = np.uint8(0)
     for i in range(n):
         p = np.int64(plen[i])
         h_ = hi[i] & _mask64(p)
         l_ = lo[i] & _mask64(p - 64)
         pl = np.uint8(p)
-        if i > 0 and h_ == p_hi and l_ == p_lo and pl == p_pl:
+        if i > 0 and h_ == uhi[ids[i - 1]] and l_ == ulo[ids[i - 1]] and pl == upl[ids[i - 1]]:
             ids[i] = ids[i - 1]  # loaders write an address's rows together: skip the probe
             continue
-        p_hi, p_lo, p_pl = h_, l_, pl
         if 2 * (nu + 1) > size:
             size *= 2
             table = np.full(size, -1, np.int64)
@@ -113,13 +109,10 @@ def prefix_ids(hi, lo, plen, ids):
         while True:
             t = table[s]
             if t < 0:
-                if nu == cap:
-                    cap *= 2
-                    uhi = _grow_to(uhi, nu, cap)
-                    ulo = _grow_to(ulo, nu, cap)
-                    upl = _grow_to(upl, nu, cap)
                 table[s] = nu
-                uhi[nu], ulo[nu], upl[nu] = h_, l_, pl
+                uhi[nu] = h_
+                ulo[nu] = l_
+                upl[nu] = pl
                 ids[i] = nu
                 nu += 1
                 break
@@ -131,10 +124,31 @@ def prefix_ids(hi, lo, plen, ids):
 
 
 @njit(cache=True, nogil=True)
-def _grow_to(a, n, cap):
-    b = np.empty(cap, a.dtype)
-    b[:n] = a[:n]
-    return b
+def _merge_sort(order, a, b, start):
+    """Stable sort of order[a:b] by start[order[.]] (bottom-up merge sort)."""
+    n = b - a
+    buf = np.empty((2, n), np.int64)  # ping-pong: pass k reads row k % 2
+    for x in range(n):
+        buf[0, x] = order[a + x]
+    r = 0
+    width = 1
+    while width < n:
+        w = 1 - r
+        for lo_ in range(0, n, 2 * width):
+            mid = min(lo_ + width, n)
+            hi_ = min(lo_ + 2 * width, n)
+            x, y = lo_, mid
+            for d in range(lo_, hi_):
+                if y >= hi_ or (x < mid and start[buf[r, x]] <= start[buf[r, y]]):
+                    buf[w, d] = buf[r, x]
+                    x += 1
+                else:
+                    buf[w, d] = buf[r, y]
+                    y += 1
+        r = w
+        width *= 2
+    for x in range(n):
+        order[a + x] = buf[r, x]
 
 
 @njit(cache=True, nogil=True)
@@ -172,13 +186,7 @@ def group_rows(ids, rank, start, order):
                     sorted_ = False
                     break
             if not sorted_:
-                seg = order[a:b].copy()
-                keys = np.empty(b - a, np.float64)
-                for j in range(b - a):
-                    keys[j] = start[seg[j]]
-                perm = np.argsort(keys, kind="mergesort")
-                for j in range(b - a):
-                    order[a + j] = seg[perm[j]]
+                _merge_sort(order, a, b, start)
     return off
 
 
@@ -228,32 +236,26 @@ def _last_at_or_before(values, lo_i, hi_i, x):
 
 
 @njit(cache=True, nogil=True)
-def _grow(a, n):
-    b = np.empty(max(2 * len(a), 16), a.dtype)
-    b[:n] = a[:n]
-    return b
-
-
-@njit(cache=True, nogil=True)
-def _emit(out_o, out_a, out_b, n, i, j, via):
-    if n == len(out_o):
-        out_o = _grow(out_o, n)
-        out_a = _grow(out_a, n)
-        out_b = _grow(out_b, n)
-    out_o[n] = i
-    out_a[n] = j
-    out_b[n] = via
-    return out_o, out_a, out_b, n + 1
+def _grown(out, n, need):
+    """``out`` (3 x capacity) with room for ``need`` columns, the first ``n`` kept."""
+    if need <= out.shape[1]:
+        return out
+    bigger = np.empty((3, max(2 * out.shape[1], need)), np.int64)
+    for r in range(3):  # (loops: a 2-D slice assignment takes seconds to compile)
+        for x in range(n):
+            bigger[r, x] = out[r, x]
+    return bigger
 
 
 @njit(cache=True, nogil=True)
 def _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax, long_s, l_off,
-             l_start, l_pos, l_runmax, qhi, qlo, ts, i, via, out_o, out_a, out_b, n, memo):
-    """Append the longest-prefix candidates of one query (sorted positions, ascending) to
-    the outputs.
+             l_start, l_pos, l_runmax, qhi, qlo, ts, memo, hits):
+    """Sorted positions of the longest-prefix candidates of one query, ascending, into
+    ``hits``. Returns their count, or minus the count when ``hits`` is too small for them.
 
     ``memo[g]`` is the prefix found in group g by the previous query (or -1): queries
     visited in address order often hit it again and skip the binary search."""
+    cap = len(hits)
     for g in range(len(group_plen)):
         g0 = group_off[g]
         g1 = group_off[g + 1]
@@ -271,49 +273,59 @@ def _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax, long_
             if u < 0:
                 continue
             memo[g] = u
-        n0 = n
+        k = 0
         # Short rows (held at most long_s): walk back from the last start <= ts while a
         # short row so far may still be open (runmax counts short rows only).
         r0 = u_off[u]
         j = _last_at_or_before(start, r0, u_off[u + 1], ts)
         while j >= r0 and runmax[j] > ts:
             if end[j] > ts and end[j] - start[j] <= long_s:
-                out_o, out_a, out_b, n = _emit(out_o, out_a, out_b, n, i, j, via)
+                if k < cap:
+                    hits[k] = j
+                k += 1
             j -= 1
         # Long rows (open, static...): their own short list, the same walk. An open row
         # among a thousand sessions of one address cannot make every lookup walk them all.
         k0 = l_off[u]
-        k = _last_at_or_before(l_start, k0, l_off[u + 1], ts)
-        while k >= k0 and l_runmax[k] > ts:
-            j = l_pos[k]
+        m = _last_at_or_before(l_start, k0, l_off[u + 1], ts)
+        while m >= k0 and l_runmax[m] > ts:
+            j = l_pos[m]
             if end[j] > ts:
-                out_o, out_a, out_b, n = _emit(out_o, out_a, out_b, n, i, j, via)
-            k -= 1
-        if n > n0:  # insertion sort of the few hits into ascending position
-            for x in range(n0 + 1, n):
-                v = out_a[x]
+                if k < cap:
+                    hits[k] = j
+                k += 1
+            m -= 1
+        if k > cap:
+            return -k
+        if k > 0:  # insertion sort of the few hits into ascending position
+            for x in range(1, k):
+                v = hits[x]
                 y = x - 1
-                while y >= n0 and out_a[y] > v:
-                    out_a[y + 1] = out_a[y]
+                while y >= 0 and hits[y] > v:
+                    hits[y + 1] = hits[y]
                     y -= 1
-                out_a[y + 1] = v
-            return out_o, out_a, out_b, n
-    return out_o, out_a, out_b, n
+                hits[y + 1] = v
+            return k
+    return 0
 
 
 @njit(cache=True, nogil=True)
 def _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off, b_start, b_end,
-                b_runmax, qhi, qlo, port, ts, scratch):
-    """Blocks of public address (qhi, qlo) covering (port, ts), in DESCENDING sorted
-    position, into ``scratch``. Returns (is a CGNAT address, count, scratch)."""
+                b_runmax, qhi, qlo, port, ts, hits):
+    """Sorted positions of the blocks of public address (qhi, qlo) covering (port, ts),
+    ascending, into ``hits``. Returns -1 when the address is no block's public address,
+    else their count, or minus the count minus 2 when ``hits`` is too small."""
     last = len(pu_hi) - 1
+    if last < 0:
+        return -1
     if qhi < pu_hi[0] or (qhi == pu_hi[0] and qlo < pu_lo[0]):
-        return False, 0, scratch
+        return -1
     if qhi > pu_hi[last] or (qhi == pu_hi[last] and qlo > pu_lo[last]):
-        return False, 0, scratch
+        return -1
     p = _find_key(pu_hi, pu_lo, 0, len(pu_hi), qhi, qlo)
     if p < 0:
-        return False, 0, scratch
+        return -1
+    cap = len(hits)
     s0 = pu_off[p]
     s = _last_at_or_before(sl_low, s0, pu_off[p + 1], port)
     k = 0
@@ -323,13 +335,16 @@ def _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off, b_start,
             j = _last_at_or_before(b_start, r0, sl_off[s + 1], ts)
             while j >= r0 and b_runmax[j] > ts:
                 if b_end[j] > ts:
-                    if k == len(scratch):
-                        scratch = _grow(scratch, k)
-                    scratch[k] = j
+                    if k < cap:
+                        hits[k] = j
                     k += 1
                 j -= 1
         s -= 1
-    return True, k, scratch
+    if k > cap:
+        return -k - 2
+    for x in range(k // 2):  # the walk went backwards
+        hits[x], hits[k - 1 - x] = hits[k - 1 - x], hits[x]
+    return k
 
 
 @njit(cache=True, nogil=True)
@@ -340,21 +355,25 @@ def lpm_pairs(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax, long
     Returns (obs index, assignment index) pairs; assignment indexes are ``order`` values.
     """
     n_obs = len(obs_hi)
-    out_o = np.empty(n_obs + 16, np.int64)
-    out_a = np.empty(n_obs + 16, np.int64)
-    out_b = np.empty(n_obs + 16, np.int64)
-    n = 0
+    out = np.empty((3, n_obs + 16), np.int64)
+    hits = np.empty(16, np.int64)
     memo = np.full(len(group_plen), -1, np.int64)
-    if len(group_plen) > 0:
-        for i in range(n_obs):
-            out_o, out_a, out_b, n = _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start,
-                                              end, runmax, long_s, l_off, l_start, l_pos,
-                                              l_runmax, obs_hi[i], obs_lo[i], obs_ts[i], i, -1,
-                                              out_o, out_a, out_b, n, memo)
-    assign = np.empty(n, np.int64)
-    for k in range(n):
-        assign[k] = order[out_a[k]]
-    return out_o[:n].copy(), assign
+    n = 0
+    for i in range(n_obs):
+        k = _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax, long_s,
+                     l_off, l_start, l_pos, l_runmax, obs_hi[i], obs_lo[i], obs_ts[i], memo,
+                     hits)
+        if k < 0:
+            hits = np.empty(-2 * k, np.int64)
+            k = _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax, long_s,
+                         l_off, l_start, l_pos, l_runmax, obs_hi[i], obs_lo[i], obs_ts[i],
+                         memo, hits)
+        out = _grown(out, n, n + k)
+        for x in range(k):
+            out[0, n] = i
+            out[1, n] = order[hits[x]]
+            n += 1
+    return out[0, :n].copy(), out[1, :n].copy()
 
 
 @njit(cache=True, nogil=True)
@@ -367,24 +386,25 @@ def block_pairs(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off, b_start,
     """
     n_obs = len(obs_hi)
     cgnat = np.zeros(n_obs, np.uint8)
-    out_o = np.empty(16, np.int64)
-    out_b = np.empty(16, np.int64)
-    scratch = np.empty(16, np.int64)
+    out = np.empty((3, 16), np.int64)
+    hits = np.empty(16, np.int64)
     n = 0
     for i in range(n_obs):
-        is_cg, k, scratch = _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off,
-                                        b_start, b_end, b_runmax, obs_hi[i], obs_lo[i],
-                                        obs_port[i], obs_ts[i], scratch)
-        if is_cg:
-            cgnat[i] = 1
-        for m in range(k - 1, -1, -1):
-            if n == len(out_o):
-                out_o = _grow(out_o, n)
-                out_b = _grow(out_b, n)
-            out_o[n] = i
-            out_b[n] = b_order[scratch[m]]
+        k = _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off, b_start, b_end,
+                        b_runmax, obs_hi[i], obs_lo[i], obs_port[i], obs_ts[i], hits)
+        if k < -1:
+            hits = np.empty(-2 * k, np.int64)
+            k = _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off, b_start,
+                            b_end, b_runmax, obs_hi[i], obs_lo[i], obs_port[i], obs_ts[i], hits)
+        if k < 0:
+            continue
+        cgnat[i] = 1
+        out = _grown(out, n, n + k)
+        for x in range(k):
+            out[0, n] = i
+            out[1, n] = b_order[hits[x]]
             n += 1
-    return cgnat, out_o[:n].copy(), out_b[:n].copy()
+    return cgnat, out[0, :n].copy(), out[1, :n].copy()
 
 
 @njit(cache=True, nogil=True)
@@ -401,60 +421,58 @@ def resolve_pairs(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax, 
     several times faster on millions of rows.
     """
     n_obs = len(obs_hi)
-    out_o = np.empty(n_obs + 16, np.int64)
-    out_a = np.empty(n_obs + 16, np.int64)
-    out_b = np.empty(n_obs + 16, np.int64)
-    scratch = np.empty(16, np.int64)
-    n = 0
-    has_blocks = len(pu_hi) > 0
-    has_groups = len(group_plen) > 0
+    out = np.empty((3, n_obs + 16), np.int64)  # rows: observation id, position, via block
+    hits = np.empty(16, np.int64)
+    blocks = np.empty(16, np.int64)
     memo = np.full(len(group_plen), -1, np.int64)  # direct queries
     memo_via = np.full(len(group_plen), -1, np.int64)  # private addresses behind CGNAT
+    n = 0
     in_order = True
     for v in range(n_obs):
         i = obs_id[v]
         if i != v:
             in_order = False
-        qhi = obs_hi[v]
-        qlo = obs_lo[v]
         ts = obs_ts[v]
-        if has_blocks:
-            is_cg, k, scratch = _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax,
-                                            sl_off, b_start, b_end, b_runmax, qhi, qlo,
-                                            obs_port[v], ts, scratch)
-            if is_cg:
-                if has_groups:
-                    for m in range(k - 1, -1, -1):
-                        b = scratch[m]
-                        out_o, out_a, out_b, n = _lpm_one(
-                            group_plen, group_off, ukhi, uklo, u_off, start, end, runmax,
-                            long_s, l_off, l_start, l_pos, l_runmax, b_priv_hi[b], b_priv_lo[b],
-                            ts, i, b_order[b], out_o, out_a, out_b, n, memo_via)
-                continue
-        if has_groups:
-            out_o, out_a, out_b, n = _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start,
-                                              end, runmax, long_s, l_off, l_start, l_pos,
-                                              l_runmax, qhi, qlo, ts, i, -1, out_o, out_a,
-                                              out_b, n, memo)
+        nb = _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off, b_start, b_end,
+                         b_runmax, obs_hi[v], obs_lo[v], obs_port[v], ts, blocks)
+        if nb < -1:
+            blocks = np.empty(-2 * nb, np.int64)
+            nb = _blocks_one(pu_hi, pu_lo, pu_off, sl_low, sl_high, sl_hmax, sl_off, b_start,
+                             b_end, b_runmax, obs_hi[v], obs_lo[v], obs_port[v], ts, blocks)
+        # A CGNAT address: each covering block's private address; else the address itself.
+        n_queries = nb if nb >= 0 else 1
+        for q in range(n_queries):
+            if nb >= 0:
+                b = blocks[q]
+                qhi, qlo, via, mem = b_priv_hi[b], b_priv_lo[b], b_order[b], memo_via
+            else:
+                qhi, qlo, via, mem = obs_hi[v], obs_lo[v], np.int64(-1), memo
+            k = _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax, long_s,
+                         l_off, l_start, l_pos, l_runmax, qhi, qlo, ts, mem, hits)
+            if k < 0:
+                hits = np.empty(-2 * k, np.int64)
+                k = _lpm_one(group_plen, group_off, ukhi, uklo, u_off, start, end, runmax,
+                             long_s, l_off, l_start, l_pos, l_runmax, qhi, qlo, ts, mem, hits)
+            out = _grown(out, n, n + k)
+            for x in range(k):
+                out[0, n] = i
+                out[1, n] = order[hits[x]]
+                out[2, n] = via
+                n += 1
     if in_order:
-        for k in range(n):
-            out_a[k] = order[out_a[k]]
-        return out_o[:n], out_a[:n], out_b[:n]
+        return out[0, :n], out[1, :n], out[2, :n]
     # Back to id order: a counting sort (stable; an observation's pairs are contiguous and
     # in order already).
     pos = np.zeros(n_obs + 1, np.int64)
     for k in range(n):
-        pos[out_o[k] + 1] += 1
+        pos[out[0, k] + 1] += 1
     for i in range(n_obs):
         pos[i + 1] += pos[i]
-    res_o = np.empty(n, np.int64)
-    res_a = np.empty(n, np.int64)
-    res_b = np.empty(n, np.int64)
+    res = np.empty((3, n), np.int64)
     for k in range(n):
-        i = out_o[k]
-        d = pos[i]
-        pos[i] = d + 1
-        res_o[d] = i
-        res_a[d] = order[out_a[k]]
-        res_b[d] = out_b[k]
-    return res_o, res_a, res_b
+        d = pos[out[0, k]]
+        pos[out[0, k]] = d + 1
+        res[0, d] = out[0, k]
+        res[1, d] = out[1, k]
+        res[2, d] = out[2, k]
+    return res[0], res[1], res[2]

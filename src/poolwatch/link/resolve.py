@@ -180,12 +180,16 @@ class AssignmentIndex:
                  end_inferred=None, rows: Sequence[Assignment] | None = None, *,
                  long_seconds: float = LONG_SECONDS) -> None:
         hi, lo, start, end = _u64(hi), _u64(lo), _f64(start), _f64(end)
-        plen = np.ascontiguousarray(plen, dtype=np.uint8) if len(plen) else np.zeros(0, np.uint8)
+        plen = np.asarray(plen)
+        if plen.size and (int(plen.min()) < 0 or int(plen.max()) > 128):
+            raise ValueError("assignments: a prefix length is outside 0..128 (IPv4 lengths "
+                             "are +96)")
+        plen = np.ascontiguousarray(plen, dtype=np.uint8)
         identity_idx = np.ascontiguousarray(identity_idx, dtype=np.int64)
+        end_inferred = (np.zeros(len(hi), bool) if end_inferred is None
+                        else np.ascontiguousarray(end_inferred, dtype=bool))
         n = _check_lengths("assignments", hi=hi, lo=lo, plen=plen, start=start, end=end,
-                           identity_idx=identity_idx)
-        if n and int(plen.max()) > 128:
-            raise ValueError("assignments: a prefix length is over 128 (IPv4 lengths are +96)")
+                           identity_idx=identity_idx, end_inferred=end_inferred)
         _check_times("assignments", start, end)
         identities = [tuple(x) for x in identities]
         if n and (identity_idx.min() < 0 or identity_idx.max() >= len(identities)):
@@ -193,8 +197,7 @@ class AssignmentIndex:
         self.hi, self.lo, self.plen, self.start, self.end = hi, lo, plen, start, end
         self.identity_idx = identity_idx
         self.identities = [(x[0], x[1], x[2] if len(x) > 2 else "unknown") for x in identities]
-        self.end_inferred = (np.zeros(n, bool) if end_inferred is None
-                             else np.ascontiguousarray(end_inferred, dtype=bool))
+        self.end_inferred = end_inferred
         self.rows = rows
         # Distinct prefixes, sorted by (length descending, network); rows by start in each.
         # (Large outputs are allocated here, by numpy, and filled by the kernels.)
@@ -283,14 +286,15 @@ class PortBlockIndex:
         port_low = np.ascontiguousarray(port_low, dtype=np.int64)
         port_high = np.ascontiguousarray(port_high, dtype=np.int64)
         start, end = _f64(start), _f64(end)
+        end_inferred = (np.zeros(len(start), bool) if end_inferred is None
+                        else np.ascontiguousarray(end_inferred, dtype=bool))
         n = _check_lengths("port blocks", pub_hi=pub_hi, pub_lo=pub_lo, port_low=port_low,
                            port_high=port_high, start=start, end=end, priv_hi=priv_hi,
-                           priv_lo=priv_lo)
+                           priv_lo=priv_lo, end_inferred=end_inferred)
         _check_times("port blocks", start, end)
         self.pub_hi, self.pub_lo, self.priv_hi, self.priv_lo = pub_hi, pub_lo, priv_hi, priv_lo
         self.port_low, self.port_high, self.start, self.end = port_low, port_high, start, end
-        self.end_inferred = (np.zeros(n, bool) if end_inferred is None
-                             else np.ascontiguousarray(end_inferred, dtype=bool))
+        self.end_inferred = end_inferred
         self.rows = rows
         # Blocks sorted by (public address, port range, start); slots are the distinct
         # (public address, port range) pairs, in order.
@@ -498,8 +502,8 @@ class Resolver:
         _check_lengths("observations", hi=hi, lo=lo, port=port, ts=ts)
         p = self.port_blocks
         # Look the observations up sorted by address: lookups that follow the index's order
-        # stay in cache (several times faster on 1 M observations against 10 M rows).
-        if len(hi) > _SORT_FROM:
+        # stay in cache (about twice as fast on 1 M observations against 10 M rows).
+        if len(hi) >= _SORT_FROM:
             ids = np.argsort(np.where(hi != 0, hi, lo))
             hi, lo, port, ts = hi[ids], lo[ids], port[ids], ts[ids]
         else:
