@@ -44,3 +44,10 @@ def scan_frame(paths, **kw):
 @pytest.fixture(params=SAMPLES, ids=[p.relative_to(PCAPS).as_posix() for p in SAMPLES])
 def sample(request) -> Path:
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _store_in_tmp(tmp_path, monkeypatch):
+    """`poolwatch scan` writes into a lead store (./poolwatch.db by default): tests keep
+    theirs in their own temporary directory, never in the tree."""
+    monkeypatch.setenv("POOLWATCH_DB", f"sqlite:///{tmp_path / 'poolwatch.db'}")

@@ -107,6 +107,11 @@ EngineOption = Annotated[Engine, typer.Option(
 ProgressOption = Annotated[bool | None, typer.Option(
     "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal).",
     show_default=False)]
+DbOption = Annotated[str | None, typer.Option(
+    "--db", metavar="URL",
+    help="the lead store (docs/store.md): sqlite:///FILE or postgresql://USER@HOST/DB "
+         "(default: $POOLWATCH_DB, else sqlite:///poolwatch.db in this directory).",
+    show_default=False)]
 
 
 def _version(value: bool) -> None:
@@ -361,6 +366,9 @@ def scan(
              "model: pool job pushes that follow blocks are evidence (docs/behaviour.md); "
              "repeatable, up to 4 coins.")] = None,
     subscribers: SubscribersOption = None,
+    db: DbOption = None,
+    no_store: Annotated[bool, typer.Option(
+        "--no-store", help="do not write the records into the lead store.")] = False,
 ) -> None:
     """Find mining: Stratum sessions in every dialect (who mined, to which pool, in which
     dialect and coin, with what hashrate and power draw) and pool contacts (flows attributed
@@ -407,6 +415,7 @@ def scan(
             raise _error("--block-times: at most 4 coins", 2)
     isp = _isp_records(subscribers) if subscribers else None
     resolver = isp.resolver() if isp is not None else None
+    sink = None if no_store else _StoreSink(_open_store(db))
     writer = _writer(fmt, out, "stratum_session")
     summary = ScanSummary(engine=engine.value)
     names = ("event_type", *dict.fromkeys(
@@ -420,24 +429,138 @@ def scan(
         kinds.update(LINK_KINDS)
     with _scanning(progress, len(files)) as hook:
         for record in scan_detections(files, engine=engine.value, summary=summary,
-                                      on_progress=hook, contacts=contacts,
-                                      contact_settings=settings, probes=probe_results,
-                                      block_times=series):
+                                      on_progress=sink.hook(hook) if sink else hook,
+                                      contacts=contacts, contact_settings=settings,
+                                      probes=probe_results, block_times=series):
             row = record.as_dict()
             if resolver is not None:
                 found = [Detection.of(row)]
                 link_detections(found, resolver)
                 row.update(link_fields(found[0].link))
             writer.write_events([row], names, kinds)
+            if sink is not None:
+                sink.add(row)
         if writer.rows == 0 and fmt is not Format.jsonl:  # still a header / schema
             writer.write_events([], names, kinds)
     writer.close(console=Console(width=None if sys.stdout.isatty() else 200), sort_by="shares",
                  view=_detections_view)
+    if sink is not None:
+        sink.close([f.path for f in summary.files])
     summary.elapsed_s = time.perf_counter() - summary.started
     found = f"{summary.sessions:,} mining session(s)"
     if contacts:
         found += f", {summary.contacts:,} pool contact(s)"
+    if sink is not None and logging.getLogger().level <= logging.WARNING:
+        err.print(sink.summary(), highlight=False, soft_wrap=True)
+    if sink is not None and sink.error:
+        err.print(f"[red]error[/red]: {escape(sink.error)}", soft_wrap=True, highlight=False)
+        _finish(summary, found)
+        raise typer.Exit(1)
     _finish(summary, found)
+
+
+# ------------------------------------------------------------------------------ store
+def _open_store(db: str | None):
+    """The lead store for scan and leads: a SQLite file is created (at the latest schema)
+    when missing; any other store must be at the latest schema already (exit 2 saying to
+    run `poolwatch db upgrade`), and so must a bad URL or a server that does not answer."""
+    from .store import Store, StoreError, resolve_url
+
+    url = resolve_url(db)
+    try:
+        return Store.open(url, create=url.startswith("sqlite"))
+    except StoreError as exc:
+        hint = "" if db or os.environ.get("POOLWATCH_DB") else " (--no-store: scan without one)"
+        raise _error(f"{exc}{hint}", 2) from None
+
+
+class _StoreSink:
+    """``scan`` into the store: records as they come (a transaction per 500 records or per
+    second, whichever is first), then a row per capture scanned, keyed by its SHA-256.
+    Captures without detections are hashed in the background as the scan leaves them.
+    A store that fails mid-scan stops storing; the scan and its output go on (exit 1)."""
+
+    FLUSH_RECORDS = 500
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self, store) -> None:
+        from .scan import CaptureHashes
+
+        self.store = store
+        self.pending: list[dict] = []
+        self.flushed_at = time.monotonic()
+        self.inserted = self.duplicates = self.captures = 0
+        self.sha: dict[str, str] = {}  # capture path -> SHA-256 (from the records)
+        self.span: dict[str, list[int]] = {}  # capture path -> [first, last] ns of detections
+        self.hashes = CaptureHashes()
+        self.error: str | None = None
+
+    def hook(self, inner):
+        def on_progress(summary, report) -> None:
+            if inner is not None:
+                inner(summary, report)
+            if report is None and summary.files and summary.files[-1].path not in self.sha:
+                self.hashes.start(summary.files[-1].path)  # the scan has left this file
+        return on_progress
+
+    def add(self, row: dict) -> None:
+        ev = row.get("evidence") or {}
+        path = ev.get("capture")
+        if path:
+            if ev.get("capture_sha256"):
+                self.sha[path] = ev["capture_sha256"]
+            first, last = row.get("first_seen"), row.get("last_seen") or row.get("first_seen")
+            if isinstance(first, int) and isinstance(last, int):
+                span = self.span.setdefault(path, [first, last])
+                span[0], span[1] = min(span[0], first), max(span[1], last)
+        self.pending.append(row)
+        if (len(self.pending) >= self.FLUSH_RECORDS
+                or time.monotonic() - self.flushed_at >= self.FLUSH_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .store import StoreError
+
+        if self.pending and self.error is None:
+            try:
+                result = self.store.ingest(self.pending, source="scan")
+            except (StoreError, SQLAlchemyError, ValueError) as exc:
+                self.error = (f"store {self.store.url}: {str(exc).splitlines()[0]}; from "
+                              f"there on, records were not stored")
+            else:
+                self.inserted += result.inserted
+                self.duplicates += result.duplicates
+        self.pending = []
+        self.flushed_at = time.monotonic()
+
+    def close(self, paths: list[str]) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .store import StoreError
+
+        self.flush()
+        try:
+            for path in dict.fromkeys(paths):
+                try:
+                    sha = self.sha.get(path) or self.hashes.get(path)
+                    size = os.path.getsize(path)
+                except OSError:
+                    continue  # gone since: nothing to key it by
+                if self.error is None:
+                    first, last = self.span.get(path, (None, None))
+                    self.store.add_capture(sha, path, size, first, last)
+                    self.captures += 1
+        except (StoreError, SQLAlchemyError, ValueError) as exc:
+            self.error = f"store {self.store.url}: {str(exc).splitlines()[0]}"
+        finally:
+            self.hashes.close()
+            self.store.close()
+
+    def summary(self) -> str:
+        return (f"store {self.store.url}: {self.inserted:,} new detection(s), "
+                f"{self.duplicates:,} already stored, {self.captures:,} capture(s) recorded")
 
 
 # ------------------------------------------------------------------------------ leads
@@ -498,9 +621,9 @@ def _detections_in(paths: list[Path], summary: ScanSummary, progress) -> list[di
 
 @app.command()
 def leads(
-    paths: Annotated[list[Path], typer.Argument(
-        help="captures (scanned now) or JSON lines written by `poolwatch scan -f jsonl`.",
-        show_default=False)],
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="captures (scanned now) or JSON lines written by `poolwatch scan -f jsonl`; "
+             "optional with --db.", show_default=False)] = None,
     subscribers: SubscribersOption = None,
     week: Annotated[str | None, typer.Option(
         "--week", help="first day (UTC) of the reporting week, YYYY-MM-DD (default: the Monday "
@@ -509,6 +632,13 @@ def leads(
                                         help="table for people; jsonl, csv or parquet for tools.")] = Format.table,
     out: OutOption = None,
     progress: ProgressOption = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", metavar="URL",
+        help="also take every detection stored in this lead store (docs/store.md); the "
+             "detections of PATHS are stored there and the week's leads saved.",
+        show_default=False)] = None,
+    no_store: Annotated[bool, typer.Option(
+        "--no-store", help="with --db: only read the store, write nothing to it.")] = False,
 ) -> None:
     """Leads: every session and pool contact linked to the subscriber and entity behind it
     (ISP records: registry, static assignments, RADIUS, DHCP, CGNAT, meters), one record per
@@ -516,6 +646,10 @@ def leads(
     from .leads import FIELDS, KINDS, build_leads
     from .link.inputs import IspRecords
 
+    paths = paths or []
+    if not paths and db is None:
+        raise _error("give captures or scan output (JSON lines), or --db URL to take the "
+                     "detections of a lead store", 2)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise _error(f"no such file or directory: {', '.join(missing)}", 2)
@@ -526,16 +660,55 @@ def leads(
                 tzinfo=datetime.timezone.utc).timestamp()
         except ValueError:
             raise _error(f"--week {week!r}: expected a date, YYYY-MM-DD", 2) from None
+    store = _open_store(db) if db is not None else None
     isp = _isp_records(subscribers) if subscribers else IspRecords()
     summary = ScanSummary(engine="fast")
     records = _detections_in(paths, summary, progress)
     writer = _writer(fmt, out, "lead")
-    rows = build_leads(records, isp, week_start=week_start)
+    if store is None:
+        rows, taken = build_leads(records, isp, week_start=week_start), len(records)
+    else:
+        rows, taken = _leads_from_store(store, records, isp, week_start, save=not no_store)
     writer.write_events(rows, ("event_type", *FIELDS), KINDS)
     writer.close(console=Console(width=None if sys.stdout.isatty() else 200), view=_leads_view)
     attributed = sum(1 for r in rows if r["entity_id"])
-    err.print(f"{len(records):,} detection(s) -> {len(rows):,} lead(s), {attributed:,} "
+    err.print(f"{taken:,} detection(s) -> {len(rows):,} lead(s), {attributed:,} "
               f"attributed to an entity", highlight=False)
+
+
+def _leads_from_store(store, records: list[dict], isp, week_start: float | None, *,
+                      save: bool) -> tuple[list[dict], int]:
+    """``leads --db``: leads of the stored detections and those of the paths, and how many
+    detections that was. The paths' detections are stored and the week's leads saved,
+    unless --no-store."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .store import StoreError
+    from .store.db import detection_key
+
+    try:
+        with store:
+            if save:
+                if records:
+                    store.ingest(records, source="leads")
+                rows = store.compute_leads(isp, week_start)
+                taken = store.counts()["detections"]
+            else:
+                known = {detection_key(r) for r in store.records()}
+                extra = [r for r in records if detection_key(r) not in known]
+                taken = len(known) + len(extra)
+                rows = store.compute_leads(isp, week_start, save=False, extra=extra)
+    except ValueError as exc:
+        raise _error(str(exc), 2) from None
+    except (StoreError, SQLAlchemyError) as exc:
+        raise _error(f"store {store.url}: {str(exc).splitlines()[0]}", 1) from None
+    if save and rows:
+        week = datetime.datetime.fromtimestamp(rows[0]["week_start"] / 1e9,
+                                               datetime.timezone.utc)
+        err.print(f"store {store.url}: {len(rows):,} lead(s) of the week of {week:%Y-%m-%d} "
+                  "saved", highlight=False, soft_wrap=True)
+    drop = ("week_start", "computed_at")
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows], taken
 
 
 def _leads_view(frame):
@@ -552,6 +725,141 @@ def _leads_view(frame):
                         "hashrate_hs", "power_w", "status", "confidence", "datacenter",
                         "meter_ratio") if c in out.columns]
     return out[keep]
+
+
+# ------------------------------------------------------------------------------ db
+db_app = typer.Typer(help="The lead store: schema migrations and what it holds (docs/store.md).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Bring the store's schema to the latest migration (creates a SQLite file, or the
+    tables of an empty PostgreSQL database or schema)."""
+    from .store import Store, StoreError
+
+    try:
+        store = Store.open(db, create=True, check=False)
+        with store:
+            before = store.revision()
+            if not store.created:
+                store.upgrade()
+            after = store.revision()
+    except StoreError as exc:
+        raise _error(str(exc), 2) from None
+    if store.created:
+        typer.echo(f"{store.url}: created at schema revision {after} (latest)")
+    elif before == after:
+        typer.echo(f"{store.url}: already at schema revision {after} (latest)")
+    else:
+        typer.echo(f"{store.url}: schema revision {before or 'none'} -> {after} (latest)")
+
+
+@db_app.command("status")
+def db_status(db: DbOption = None) -> None:
+    """The store's URL, schema revision and row counts; exit 1 when the schema is not the
+    latest (`poolwatch db upgrade`)."""
+    from .store import Store, StoreError
+    from .store.db import head_revision  # looked up now: tests stand in a newer head
+
+    try:
+        store = Store.open(db, create=False, check=False)
+        with store:
+            current, head = store.revision(), head_revision()
+            counts = store.counts() if current == head else {}
+    except StoreError as exc:
+        raise _error(str(exc), 2) from None
+    typer.echo(f"store: {store.url} ({store.backend})")
+    typer.echo(f"schema: {current or 'none'}, latest {head}"
+               + ("" if current == head else " - run `poolwatch db upgrade`"))
+    for table, n in counts.items():
+        typer.echo(f"{table}: {n:,}")
+    if current != head:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------ keys, serve
+keys_app = typer.Typer(help="API keys of the lead service (docs/api.md).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+class Scope(str, Enum):
+    sensor = "sensor"
+    analyst = "analyst"
+    investigator = "investigator"
+    admin = "admin"
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[Scope, typer.Option("--scope", help="sensor (ingest only), analyst "
+                                         "(personal data redacted), investigator, admin.")],
+    name: Annotated[str, typer.Option("--name", help="who or what the key is for.")],
+    db: DbOption = None,
+) -> None:
+    """Issue an API key. The secret is printed once; the store keeps only its hash."""
+    store = _open_store(db)
+    with store:
+        key_id, secret = store.create_key(name, scope.value)
+    err.print(f"key {key_id} ({scope.value}, {escape(name)}) created; the secret below is "
+              "shown only now", highlight=False)
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(db: DbOption = None) -> None:
+    """Keys with their scope and state (never their secrets)."""
+    store = _open_store(db)
+    with store:
+        for key in store.list_keys():
+            state = "revoked" if key.get("revoked_at") else "active"
+            typer.echo(f"{key['key_id']}\t{key['scope']}\t{state}\t{key['name']}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int, db: DbOption = None) -> None:
+    """Revoke a key: it gets 401 from then on."""
+    store = _open_store(db)
+    with store:
+        if not store.revoke_key(key_id):
+            raise _error(f"no active key {key_id}", 1)
+    typer.echo(f"key {key_id} revoked")
+
+
+@app.command()
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS.")] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    subscribers: SubscribersOption = None,
+    rate: Annotated[float, typer.Option(help="requests per second per key (burst: 2x).")] = 50.0,
+) -> None:
+    """Run the lead API (FastAPI under uvicorn; docs/api.md). With --subscribers, the ISP
+    records answer `GET /v1/addresses/{ip}`."""
+    if (certfile is None) != (keyfile is None):
+        raise _error("--certfile and --keyfile go together", 2)
+    for f in (certfile, keyfile):
+        if f is not None and not f.is_file():
+            raise _error(f"{f}: no such file", 2)
+    import uvicorn
+    from poolwatch_api import create_app
+
+    store = _open_store(db)
+    isp = _isp_records(subscribers) if subscribers else None
+    app_ = create_app(store, rate=rate, burst=max(1, int(2 * rate)),
+                      isp_loader=(lambda: isp) if isp is not None else None)
+    scheme = "https" if certfile else "http"
+    err.print(f"serving {escape(store.url)} on {scheme}://{host}:{port} (docs at /docs)",
+              highlight=False)
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="info",
+                    ssl_certfile=str(certfile) if certfile else None,
+                    ssl_keyfile=str(keyfile) if keyfile else None)
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------------- probe (opt-in)
