@@ -218,3 +218,19 @@ def test_cli_keys_and_serve_over_tls(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_evidence_pcap_of_a_session(served):
+    import dpkt
+
+    base, keys, _ = served
+    page = get(base, "/v1/sessions", keys["investigator"], limit=50).json()
+    item = next(x for x in page["items"] if x.get("src_ip") == "192.0.2.50")
+    sid = item["id"]
+    assert get(base, f"/v1/sessions/{sid}/pcap", keys["analyst"]).status_code == 403
+    r = get(base, f"/v1/sessions/{sid}/pcap", keys["investigator"])
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.tcpdump.pcap"
+    assert len(r.headers["X-Capture-SHA256"]) == 64 and r.headers["X-Frames"]
+    packets = list(dpkt.pcap.Reader(__import__("io").BytesIO(r.content)))
+    assert len(packets) == int(r.headers["X-Poolwatch-Packets"]) > 10
+    assert get(base, "/v1/sessions/999999/pcap", keys["investigator"]).status_code == 404

@@ -11,6 +11,7 @@ misspelt filter is a 422 with its name, never silently ignored.
 
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader, SecurityScopes
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from poolwatch import __version__
 from poolwatch.errors import PoolwatchError
@@ -36,6 +37,20 @@ GRANTS = {
     "analyst": {"analyst"},
     "investigator": {"analyst", "investigator"},
     "admin": {"analyst", "investigator", "admin", "sensor"},
+}
+
+class Problem(BaseModel):
+    detail: Any
+
+
+# Every route may answer these; each names its reason in ``detail``.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "a value the store cannot use (bad CIDR, cursor)"},
+    401: {"model": Problem, "description": "missing, unknown or revoked API key"},
+    403: {"model": Problem, "description": "the key's scope does not allow this"},
+    404: {"model": Problem, "description": "no such object"},
+    413: {"model": Problem, "description": "request body too large"},
+    429: {"model": Problem, "description": "rate limit exceeded for this key"},
 }
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -77,22 +92,46 @@ class RateLimiter:
 # FastAPI reads the dependencies in them, and some name functions local to create_app.
 
 # --------------------------------------------------------------------------- query models
+def _iso_only(value: Any) -> Any:
+    """Times are ISO 8601 text as the schema says; pydantic alone would also take a bare
+    number as epoch seconds, which the schema does not promise."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(
+            r"\s*[-+]?[0-9.eE+-]+\s*", value)):
+        raise ValueError("expected an ISO 8601 date or date-time, not a number")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    """The store keeps int64 nanoseconds since 1970: later than 2262 does not fit."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    if not datetime(1970, 1, 1, tzinfo=timezone.utc) <= value < datetime(
+            2262, 1, 1, tzinfo=timezone.utc):
+        raise ValueError("times must lie between 1970 and 2261")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_in_range)]
+
+
 class LeadQuery(BaseModel):
     """Filters of ``GET /v1/leads`` (unknown names are refused)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    week: datetime | None = Field(None, description="reporting week's first day (UTC)")
-    since: datetime | None = Field(None, description="last seen at or after")
-    until: datetime | None = Field(None, description="first seen before")
+    week: Moment | None = Field(None, description="reporting week's first day (UTC)")
+    since: Moment | None = Field(None, description="last seen at or after")
+    until: Moment | None = Field(None, description="first seen before")
     status: Literal["new", "active", "dormant", "gone"] | None = None
     min_confidence: float | None = Field(None, ge=0, le=1)
-    entity_type: str | None = Field(None, max_length=64)
+    entity_type: Literal["residential", "enterprise", "datacentre", "internet_cafe",
+                         "government", "education", "other"] | None = None
     region: str | None = Field(None, max_length=128)
     coin: str | None = Field(None, max_length=32)
     pool: str | None = Field(None, max_length=256)
     address: str | None = Field(None, max_length=64, description="an IP address or a CIDR",
-                                examples=["198.51.100.0/24"])
+                                examples=["198.51.100.0/24"],
+                                pattern=r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$")
     sort: Literal["power_w", "-power_w", "hashrate_hs", "-hashrate_hs", "confidence",
                   "-confidence", "last_seen", "-last_seen", "first_seen",
                   "-first_seen"] = "-power_w"
@@ -109,8 +148,8 @@ class ExportQuery(LeadQuery):
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Moment | None = None
+    until: Moment | None = None
     entity_id: str | None = Field(None, max_length=128)
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     cursor: str | None = Field(None, max_length=512)
@@ -160,7 +199,7 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
     records for ``GET /v1/addresses/{ip}`` (the store keeps detections and leads; who held
     an address comes from the ISP's files)."""
     app = FastAPI(title="poolwatch lead API", version=__version__,
-                  description=__doc__.split("\n\n")[0])
+                  description=__doc__.split("\n\n")[0], responses=ERRORS)
     limiter = RateLimiter(rate, burst)
     metrics = _Metrics()
 
@@ -227,14 +266,14 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
     @app.get(f"{API_PREFIX}/leads/{{lead_id}}", tags=["leads"])
     def get_lead(lead_id: Annotated[str, Field(max_length=64)],
                  who: Annotated[Principal, Security(principal, scopes=["analyst"])],
-                 week: datetime | None = None):
+                 week: Moment | None = None):
         lead = store.get_lead(lead_id, _ts(week))
         if lead is None:
             raise HTTPException(404, "no such lead")
         return shown(who, [lead], "get_lead")[0]
 
     @app.get(f"{API_PREFIX}/addresses/{{ip}}", tags=["leads"])
-    def address(ip: str, at: datetime,
+    def address(ip: str, at: Moment,
                 who: Annotated[Principal, Security(principal, scopes=["investigator"])]):
         if isp_loader is None:
             raise HTTPException(404, "the service was started without ISP records "
@@ -274,7 +313,7 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
         return _detections("pool_contact", q, who)
 
     @app.get(f"{API_PREFIX}/stats/weekly", tags=["leads"])
-    def weekly(week: datetime,
+    def weekly(week: Moment,
                who: Annotated[Principal, Security(principal, scopes=["analyst"])]):
         return store.weekly_stats(_ts(week))
 
@@ -301,7 +340,10 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
                                    cursor=q.cursor)
         return {"items": page.items, "next_cursor": page.next_cursor}
 
-    @app.get(f"{API_PREFIX}/exports/leads", tags=["exports"])
+    @app.get(f"{API_PREFIX}/exports/leads", tags=["exports"], response_class=Response,
+             responses={200: {"description": "the leads in the format asked for",
+                              "content": {"application/x-ndjson": {}, "text/csv": {},
+                                          "application/stix+json;version=2.1": {}}}})
     def export(q: Annotated[ExportQuery, Query()],
                who: Annotated[Principal, Security(principal, scopes=["analyst"])]):
         page = store.list_leads(
@@ -322,7 +364,11 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
         body = "".join(json.dumps(x, default=str) + "\n" for x in leads)
         return Response(body, media_type="application/x-ndjson", headers=headers)
 
-    @app.get(f"{API_PREFIX}/sessions/{{detection_id}}/pcap", tags=["exports"])
+    @app.get(f"{API_PREFIX}/sessions/{{detection_id}}/pcap", tags=["exports"],
+             response_class=Response,
+             responses={200: {"description": "the session's packets (pcap, or pcapng when "
+                                             "they span link types)",
+                              "content": {"application/vnd.tcpdump.pcap": {}}}})
     def evidence(detection_id: int,
                  who: Annotated[Principal, Security(principal, scopes=["investigator"])]):
         record = store.detection(detection_id)
