@@ -150,8 +150,11 @@ def test_sensor_ingest_is_idempotent(served):
 def test_who_held_stats_exports_and_metrics(served):
     base, keys, _ = served
     inv = keys["investigator"]
-    held = get(base, "/v1/addresses/192.0.2.50", inv, at="2026-03-02T14:00:02Z").json()
-    assert "S-3001" in json.dumps(held)
+    held = get(base, "/v1/addresses/192.0.2.50", inv, at="2026-03-02T14:01:00Z").json()
+    assert held["subscriber_id"] == "S-3001" and held["mining"]
+    assert [d["src_port"] for d in held["detections_at"]] == [49180]
+    earlier = get(base, "/v1/addresses/192.0.2.50", inv, at="2026-03-02T03:00:00Z").json()
+    assert earlier["subscriber_id"] == "S-2001" and not earlier["mining"]
     assert get(base, "/v1/addresses/192.0.2.50", keys["analyst"],
                at="2026-03-02T14:00:02Z").status_code == 403
     stats = get(base, "/v1/stats/weekly", keys["analyst"], week=WEEK).json()

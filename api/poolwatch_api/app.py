@@ -96,7 +96,7 @@ def _iso_only(value: Any) -> Any:
     """Times are ISO 8601 text as the schema says; pydantic alone would also take a bare
     number as epoch seconds, which the schema does not promise."""
     if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(
-            r"\s*[-+]?[0-9.eE+-]+\s*", value)):
+            r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value)):
         raise ValueError("expected an ISO 8601 date or date-time, not a number")
     return value
 

@@ -866,7 +866,20 @@ class Store:
                           "entity_type": sub.entity_type,
                           "registration_number": sub.registration_number,
                           "address": sub.address, "region": sub.region}
-        return {"ip": str(address), "port": port, "at": at_ns, **fields, "entity": entity}
+        # whether it mined: detections from the address running at that moment, and the
+        # day around it (the address may have mined just before or after)
+        day = 86_400 * 1_000_000_000
+        with self._read() as s:
+            rows = s.scalars(select(Detection).where(
+                Detection.src_ip == str(address), Detection.first_seen <= at_ns + day,
+                Detection.last_seen >= at_ns - day).order_by(Detection.first_seen)).all()
+            around = [_detection_dict(r) for r in rows[:100]]
+            running = [_detection_dict(r) for r in rows
+                       if r.first_seen <= at_ns <= r.last_seen
+                       and (port is None or r.src_port == port)]
+        return {"ip": str(address), "port": port, "at": at_ns, **fields, "entity": entity,
+                "mining": bool(running), "detections_at": running,
+                "detections_within_a_day": around}
 
     # ---------------------------------------------------------------- leads
     def rebuild_leads(self, isp: IspRecords, week_start: Any = None) -> int:
