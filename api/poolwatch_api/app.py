@@ -220,6 +220,13 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
                                 headers={"Retry-After": "1"})
         return who
 
+    def leads_page(q: LeadQuery):
+        return store.list_leads(
+            week_start=_ts(q.week), since=_ts(q.since), until=_ts(q.until), status=q.status,
+            min_confidence=q.min_confidence, entity_type=q.entity_type, region=q.region,
+            coin=q.coin, pool=q.pool, address=q.address, sort=q.sort, limit=q.limit,
+            cursor=q.cursor)
+
     def shown(who: Principal, leads: list[dict], action: str) -> list[dict]:
         """Personal data for investigators (each read audited), redacted for analysts."""
         if who.may("investigator"):
@@ -256,11 +263,7 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
     @app.get(f"{API_PREFIX}/leads", tags=["leads"])
     def list_leads(q: Annotated[LeadQuery, Query()],
                    who: Annotated[Principal, Security(principal, scopes=["analyst"])]):
-        page = store.list_leads(
-            week_start=_ts(q.week), since=_ts(q.since), until=_ts(q.until), status=q.status,
-            min_confidence=q.min_confidence, entity_type=q.entity_type, region=q.region,
-            coin=q.coin, pool=q.pool, address=q.address, sort=q.sort, limit=q.limit,
-            cursor=q.cursor)
+        page = leads_page(q)
         return {"items": shown(who, page.items, "list_leads"), "next_cursor": page.next_cursor}
 
     @app.get(f"{API_PREFIX}/leads/{{lead_id}}", tags=["leads"])
@@ -346,11 +349,7 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
                                           "application/stix+json;version=2.1": {}}}})
     def export(q: Annotated[ExportQuery, Query()],
                who: Annotated[Principal, Security(principal, scopes=["analyst"])]):
-        page = store.list_leads(
-            week_start=_ts(q.week), since=_ts(q.since), until=_ts(q.until), status=q.status,
-            min_confidence=q.min_confidence, entity_type=q.entity_type, region=q.region,
-            coin=q.coin, pool=q.pool, address=q.address, sort=q.sort, limit=q.limit,
-            cursor=q.cursor)
+        page = leads_page(q)
         leads = shown(who, page.items, "export_leads")
         headers = {"X-Next-Cursor": page.next_cursor or ""}
         if q.format == "stix":
