@@ -117,6 +117,18 @@ class FlowTable:
         log.debug("flow table full: evicted %d flows", len(closed))
         return closed
 
+    def expire(self, now_ns: int) -> np.ndarray:
+        """Close the flows idle at ``now_ns`` (a live sensor's clock moves on when no packet
+        comes; a batch only sweeps at its own packets' times)."""
+        closed = self._close(kt.idle_mask(self.flows, self.n_flows, now_ns, self.idle_ns),
+                             kt.END_IDLE)
+        self.state[0] = now_ns + self.sweep_ns
+        return closed
+
+    def open_rows(self) -> np.ndarray:
+        """The open flows (a view: valid until the next update)."""
+        return self.flows[: self.n_flows]
+
     def flush(self) -> np.ndarray:
         """Close every open flow (end of input) and return them."""
         return self._close(np.ones(self.n_flows, np.bool_), kt.END_EOF)

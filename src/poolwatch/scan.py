@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FLUSH_SLICE = 1 << 16
+NS = 1_000_000_000
 
 
 @dataclass
@@ -197,108 +198,274 @@ def scan_detections(
 ) -> Iterator[StratumSession | PoolContact]:
     """Mining sessions and pool contacts in all captures under ``paths``.
 
-    Sessions come as their connections end. Only the packets of flows that can carry
-    Stratum reach Python: a kernel picks them (``detect.streams``), the stream collector puts
-    their bytes in order, and the Stratum tracker reads the messages. The DNS answers in the
-    captures (``detect.dns``) name the pool host of sessions whose messages do not.
-
-    With ``contacts``, the flow table runs too, and flows attributed to mining by other
-    evidence (pool names resolved in DNS, listed pool addresses, Stratum V2's encrypted
-    handshake, probe results) come out as :class:`PoolContact` records at the end of the
-    scan (``detect.contacts``); a flow that is a plaintext session is not reported twice.
-    Every record's evidence names its capture and the capture's SHA-256.
+    Sessions come as their connections end; pool contacts at the end of the scan (a
+    :class:`DetectionPipeline` in its offline mode). Every record's evidence names its capture
+    and the capture's SHA-256.
     """
-    # Imported here: the detectors bring pydantic, YAML and the fingerprints, 0.15 s of
-    # start-up that `poolwatch flows` does not need.
-    from .detect.behaviour import BehaviourScorer
-    from .detect.contacts import ContactJudge
-    from .detect.dns import PassiveDns, pool_name_matcher
-    from .detect.stratum import StratumTracker
-    from .detect.streams import StreamCollector, start_rules
-    from .detect.tls import TlsObserver
-
-    dns = PassiveDns()
-    tracker = StratumTracker(host_of=dns.host_of)
-    dns.prefer = pool_name_matcher(tracker.fp)  # an address shared by several names: the pool's
-    collector = StreamCollector(rules=start_rules(tracker.fp))
-    judge = (ContactJudge(tracker.fp, contact_settings, dns=dns, probes=probes)
-             if contacts else None)
-    table = FlowTable(flow_settings) if contacts else None
-    # block_times (coin -> sorted ns): the behaviour model checks pool pushes against them
-    behaviour = BehaviourScorer(block_times=block_times) if contacts else None
-    # TLS flows are read only when their SNI names a pool, or when they have none (then the
-    # certificate may): the rest are dropped at their ClientHello
-    tls = TlsObserver(want=judge.tls_wanted) if judge is not None else None
     summary = summary if summary is not None else ScanSummary(engine=engine)
-    batches = iter_batches(paths, engine=engine, summary=summary, on_progress=on_progress)
+    pipe = DetectionPipeline(contacts=contacts, contact_settings=contact_settings,
+                             probes=probes, flow_settings=flow_settings,
+                             block_times=block_times, summary=summary)
+    try:
+        for batch in iter_batches(paths, engine=engine, summary=summary,
+                                  on_progress=on_progress):
+            yield from pipe.feed(batch)
+        summary.dns_answers = pipe.dns.stats["answers"]
+        yield from pipe.flush()
+    finally:
+        pipe.close()
+    summary.elapsed_s = time.perf_counter() - summary.started
 
-    hashes = CaptureHashes()
-    waiting: deque[StratumSession | PoolContact] = deque()  # capture still being hashed
 
-    def finished(found: Iterable[StratumSession | PoolContact],
-                 wait: bool = False) -> Iterator[StratumSession | PoolContact]:
+class DetectionPipeline:
+    """Decoded batches in, mining sessions and pool contacts out: the detect stage of a scan
+    and of a sensor.
+
+    Only the packets of flows that can carry Stratum reach Python: a kernel picks them
+    (``detect.streams``), the stream collector puts their bytes in order, and the Stratum
+    tracker reads the messages; the DNS answers (``detect.dns``) name the pool host of
+    sessions whose messages do not. With ``contacts``, the flow table, the TLS observer and
+    the behaviour model run too, and flows attributed to mining by other evidence come out
+    as :class:`PoolContact` records (``detect.contacts``); a flow that is a plaintext session
+    is not reported twice.
+
+    Offline (``streaming=False``) contacts are decided at :meth:`flush`, with everything the
+    captures hold. A sensor (``streaming=True``) cannot wait for the end: a flow's contact is
+    decided once every detector has let go of it: no evidence for ``settle_ns`` (longer
+    than the longest idle timeout, the behaviour model's, so its verdict is in) and no longer
+    open in the flow table; memory stays bounded by the detectors' own limits and the
+    judge's pending flows. :meth:`tick` moves the clock on when no packet comes.
+
+    ``hash_captures``: records name their capture file and its SHA-256 (computed in a
+    background thread, records wait for it); a live source (path ``live:<interface>``) has
+    no file and is never hashed.
+    """
+
+    def __init__(
+        self,
+        *,
+        contacts: bool = True,
+        contact_settings: ContactSettings | None = None,
+        probes: Mapping[tuple[str, int], Any] | None = None,
+        flow_settings: FlowSettings | None = None,
+        block_times: Mapping[str, np.ndarray] | None = None,
+        streaming: bool = False,
+        hash_captures: bool = True,
+        summary: ScanSummary | None = None,
+    ) -> None:
+        # Imported here: the detectors bring pydantic, YAML and the fingerprints, 0.15 s of
+        # start-up that `poolwatch flows` does not need.
+        from .detect.behaviour import BehaviourScorer
+        from .detect.contacts import ContactJudge
+        from .detect.dns import PassiveDns, pool_name_matcher
+        from .detect.stratum import StratumTracker
+        from .detect.streams import StreamCollector, start_rules
+        from .detect.tls import TlsObserver
+
+        self.summary = summary if summary is not None else ScanSummary()
+        self.streaming = streaming
+        self.hash_captures = hash_captures
+        self.dns = dns = PassiveDns()
+        self.tracker = tracker = StratumTracker(host_of=dns.host_of)
+        self.fp = tracker.fp
+        dns.prefer = pool_name_matcher(self.fp)  # an address shared by several names: the pool's
+        self.collector = StreamCollector(rules=start_rules(self.fp))
+        self.judge = (ContactJudge(self.fp, contact_settings, dns=dns, probes=probes)
+                      if contacts else None)
+        self.table = FlowTable(flow_settings) if contacts else None
+        # block_times (coin -> sorted ns): the behaviour model checks pool pushes against them
+        self.behaviour = BehaviourScorer(block_times=block_times) if contacts else None
+        # TLS flows are read only when their SNI names a pool, or when they have none (then
+        # the certificate may): the rest are dropped at their ClientHello
+        self.tls = TlsObserver(want=self.judge.tls_wanted) if self.judge is not None else None
+        idle = [self.collector.idle_ns]
+        if self.table is not None and self.behaviour is not None:
+            idle += [self.table.idle_ns, self.behaviour.idle_ns]
+        sweep = self.table.sweep_ns if self.table is not None else 10 * NS
+        self.settle_ns = max(idle) + 2 * sweep + 5 * NS
+        self._next_settle = 0
+        self._hashes = CaptureHashes()
+        self._waiting: deque[StratumSession | PoolContact] = deque()  # capture being hashed
+        self._opened = 0
+        self._path: str | None = None
+        self._now = 0
+        self._pool_addrs: set[str] = set()
+        self._dns_seen = 0
+        self._pool_version = 0
+
+    # -- in ---------------------------------------------------------------------------------
+
+    def feed(self, batch: PacketBatch) -> list[StratumSession | PoolContact]:
+        """One decoded batch; the records it finished (the batch may be reused after)."""
+        if len(batch) == 0:
+            return []
+        self._path = batch.path
+        self._now = max(self._now, int(batch.packets["ts_ns"][-1]))
+        self.dns.update(batch)  # first: a session's pool may be named by an answer in it
+        events = self.collector.update(batch)
+        if self.collector.stats["conversations"] > self._opened:  # may hold a session
+            self._opened = self.collector.stats["conversations"]
+            self._hash(batch.path)
+        judge, table, behaviour, tls = self.judge, self.table, self.behaviour, self.tls
+        if judge is not None and table is not None and behaviour is not None:
+            for closed in table.update(batch):
+                self.summary.flows += len(closed)
+                judge.closed_flows(closed, batch.path)
+            behaviour.update(batch)
+            if tls is not None:
+                tls.update(batch)
+                for key, info in tls.drain():
+                    judge.tls_seen(key, info, batch.path)
+                behaviour.note_names(tls.declined())  # non-pool names of flows
+            judge.behaviour_seen(behaviour.expire(int(batch.packets["ts_ns"][-1])),
+                                 batch.path)
+        found: list[StratumSession | PoolContact] = []
+        for event in events:
+            found += self.tracker.feed(event)
+        if self.streaming:
+            found += self._settle(self._now)
+        return list(self._finished(found))
+
+    def tick(self, now_ns: int) -> list[StratumSession | PoolContact]:
+        """No packet for a while (a quiet link): move the clock to ``now_ns`` and finish what
+        has been idle long enough."""
+        self._now = now_ns = max(self._now, now_ns)
+        found: list[StratumSession | PoolContact] = []
+        for event in self.collector.expire(now_ns):
+            found += self.tracker.feed(event)
+        if self.judge is not None and self.table is not None and self.behaviour is not None:
+            closed = self.table.expire(now_ns)
+            self.summary.flows += len(closed)
+            self.judge.closed_flows(closed, self._path)
+            self.judge.behaviour_seen(self.behaviour.expire(now_ns), self._path)
+            if self.streaming:
+                found += self._settle(now_ns, force=True)
+        return list(self._finished(found))
+
+    def flush(self) -> list[StratumSession | PoolContact]:
+        """End of input: every open flow finished and judged; waits for capture hashes."""
+        found: list[StratumSession | PoolContact] = []
+        for event in self.collector.flush():
+            found += self.tracker.feed(event)
+        found += self.tracker.flush()
+        judge, table, behaviour, tls = self.judge, self.table, self.behaviour, self.tls
+        if judge is not None and table is not None and behaviour is not None:
+            last = table.flush()
+            self.summary.flows += len(last)
+            judge.closed_flows(last, self._path)  # the capture each flow closed in
+            if tls is not None:
+                for key, info in tls.flush():
+                    judge.tls_seen(key, info, self._path)
+                behaviour.note_names(tls.declined())
+            judge.behaviour_seen(behaviour.flush(), self._path)
+            out = list(self._finished(found))
+            out += self._finished(judge.finish(), wait=True)
+        else:
+            out = list(self._finished(found, wait=True))
+        self.summary.dns_answers = self.dns.stats["answers"]
+        self.summary.elapsed_s = time.perf_counter() - self.summary.started
+        return out
+
+    def close(self) -> None:
+        self._hashes.close()
+
+    def pool_addresses(self) -> set[str]:
+        """Pool server addresses known so far: what pool names resolved to in DNS, and the
+        pool ends of sessions and contacts reported (for a sensor's capture prefilter)."""
+        self._sync_pool_addresses()
+        return set(self._pool_addrs)
+
+    @property
+    def version_of_pool_addresses(self) -> int:
+        """Goes up whenever :meth:`pool_addresses` would answer differently (cheap to poll)."""
+        self._sync_pool_addresses()
+        return self._pool_version
+
+    def _sync_pool_addresses(self) -> None:
+        if len(self.dns.preferred) != self._dns_seen:
+            self._dns_seen = len(self.dns.preferred)
+            before = len(self._pool_addrs)
+            self._pool_addrs.update(self.dns.preferred)
+            if len(self._pool_addrs) != before:
+                self._pool_version += 1
+
+    # -- out --------------------------------------------------------------------------------
+
+    def _hash(self, path: str) -> None:
+        if self.hash_captures and not path.startswith("live:"):
+            self._hashes.start(path)
+
+    def _settle(self, now_ns: int, force: bool = False) -> list[PoolContact]:
+        """Streaming: contacts of the flows every detector has let go of."""
+        judge, table = self.judge, self.table
+        if judge is None or table is None or (now_ns < self._next_settle and not force):
+            return []
+        self._next_settle = now_ns + table.sweep_ns
+        quiet = [key for key, last in judge.pending() if now_ns - last > self.settle_ns]
+        if not quiet:
+            return []
+        still_open = _open_keys(table.open_rows(), quiet)
+        return judge.settle([k for k in quiet if k not in still_open], now_ns,
+                            forget_ns=2 * self.settle_ns)
+
+    def _finished(self, found: Iterable[StratumSession | PoolContact],
+                  wait: bool = False) -> Iterator[StratumSession | PoolContact]:
         """Records out in order once their capture's hash is known; while it is being
         computed (in the background) they wait, and the scan goes on."""
+        judge = self.judge
         for record in found:
             if (judge is not None and isinstance(record, StratumSession)
                     and judge.session_seen(record)):
                 continue  # encrypted Stratum V2: evidence for a pool contact
-            if (path := record.evidence.get("capture")) is not None:
-                hashes.start(path)
-            waiting.append(record)
-        while waiting:
-            record = waiting[0]
             path = record.evidence.get("capture")
-            if path and "capture_sha256" not in record.evidence:
-                if not (wait or hashes.ready(path)):
+            if path is not None:
+                self._hash(path)
+            self._waiting.append(record)
+        while self._waiting:
+            record = self._waiting[0]
+            path = record.evidence.get("capture")
+            if (path and self.hash_captures and not path.startswith("live:")
+                    and "capture_sha256" not in record.evidence):
+                if not (wait or self._hashes.ready(path)):
                     return
-                record.evidence["capture_sha256"] = hashes.get(path)
-            waiting.popleft()
+                record.evidence["capture_sha256"] = self._hashes.get(path)
+            self._waiting.popleft()
             if isinstance(record, StratumSession):
-                summary.sessions += 1
+                self.summary.sessions += 1
             else:
-                summary.contacts += 1
+                self.summary.contacts += 1
+            if self.streaming:
+                self._learn(record)
             yield record
 
-    opened, path = 0, None
-    try:
-        for batch in batches:
-            path = batch.path
-            dns.update(batch)  # first: a session's pool may be named by an answer in this batch
-            events = collector.update(batch)
-            if collector.stats["conversations"] > opened:  # this capture may hold a session
-                opened = collector.stats["conversations"]
-                hashes.start(batch.path)
-            if table is not None and judge is not None and behaviour is not None:
-                for closed in table.update(batch):
-                    summary.flows += len(closed)
-                    judge.closed_flows(closed, batch.path)
-                behaviour.update(batch)
-                if tls is not None:
-                    tls.update(batch)
-                    for key, info in tls.drain():
-                        judge.tls_seen(key, info, batch.path)
-                    behaviour.note_names(tls.declined())  # non-pool names of flows
-                judge.behaviour_seen(behaviour.expire(int(batch.packets["ts_ns"][-1])),
-                                     batch.path)
-            for event in events:
-                yield from finished(tracker.feed(event))
-        summary.dns_answers = dns.stats["answers"]
-        for event in collector.flush():
-            yield from finished(tracker.feed(event))
-        yield from finished(tracker.flush())
-        if table is not None and judge is not None and behaviour is not None:
-            last = table.flush()
-            summary.flows += len(last)
-            judge.closed_flows(last, path)  # the capture each flow closed in
-            if tls is not None:
-                for key, info in tls.flush():
-                    judge.tls_seen(key, info, path)
-                behaviour.note_names(tls.declined())
-            judge.behaviour_seen(behaviour.flush(), path)
-            yield from finished(judge.finish())
-        yield from finished((), wait=True)
-    finally:
-        hashes.close()
+    def _learn(self, record: StratumSession | PoolContact) -> None:
+        dest = getattr(record, "dest_ip", None)
+        if dest and dest not in self._pool_addrs:
+            self._pool_addrs.add(dest)
+            self._pool_version += 1
 
-    summary.elapsed_s = time.perf_counter() - summary.started
+
+def _open_keys(rows: np.ndarray, keys: list[Any]) -> set[Any]:
+    """Which of the direction-free flow ``keys`` (``detect.records.flow_key``) are among the
+    open FLOW ``rows``: one vectorised pass over the table per settle, whatever its size."""
+    if len(rows) == 0 or not keys:
+        return set()
+    a_lo, b_lo = rows["src_lo"], rows["dst_lo"]
+    a_port = rows["src_port"].astype(np.uint64)
+    b_port = rows["dest_port"].astype(np.uint64)
+    swap = (a_lo > b_lo) | ((a_lo == b_lo) & (a_port > b_port))
+    lo1, lo2 = np.where(swap, b_lo, a_lo), np.where(swap, a_lo, b_lo)
+    p1, p2 = np.where(swap, b_port, a_port), np.where(swap, a_port, b_port)
+    with np.errstate(over="ignore"):
+        table_h = (lo1 * np.uint64(0x9E3779B97F4A7C15)) ^ (lo2 * np.uint64(0xC2B2AE3D27D4EB4F)) \
+            ^ (p1 << np.uint64(16)) ^ p2
+    wanted: dict[int, Any] = {}
+    for key in keys:
+        (_, lo_a, port_a), (_, lo_b, port_b) = key[3], key[4]
+        if (lo_a, port_a) > (lo_b, port_b):
+            lo_a, port_a, lo_b, port_b = lo_b, port_b, lo_a, port_a
+        h = ((lo_a * 0x9E3779B97F4A7C15) ^ (lo_b * 0xC2B2AE3D27D4EB4F) ^ (port_a << 16)
+             ^ port_b) & 0xFFFFFFFFFFFFFFFF
+        wanted.setdefault(h, []).append(key)
+    hit = np.isin(table_h, np.fromiter(wanted, np.uint64, len(wanted)))
+    return {k for h in np.unique(table_h[hit]).tolist() for k in wanted[int(h)]}

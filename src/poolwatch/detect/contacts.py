@@ -200,8 +200,12 @@ class ContactJudge:
         self._watched_dns = 0
         for ip, _port in self.probes:
             self._watch(ip)
+        # streaming (a sensor): keys already decided, and when, so that late evidence for
+        # them is not reported a second time; plaintext sessions' keys with their last time
+        self._decided: dict[FlowKey, int] = {}
+        self._session_seen_at: dict[FlowKey, int] = {}
         self.stats = dict.fromkeys(("flows_checked", "flows_kept", "contacts", "below_threshold",
-                                    "merged_into_sessions"), 0)
+                                    "merged_into_sessions", "late_evidence"), 0)
 
     # -- evidence in ------------------------------------------------------------------------
 
@@ -275,6 +279,8 @@ class ContactJudge:
         key = flow_key(int(session.evidence.get("vlan", 0) or 0), 0, TCP, a, b)
         if not session.evidence.get("encrypted"):
             self._sessions.add(key)
+            self._session_seen_at[key] = max(session.last_seen,
+                                             self._session_seen_at.get(key, 0))
             return False
         ev = self._entry(key, a, b, session.first_seen, session.last_seen,
                          session.evidence.get("capture"))
@@ -284,6 +290,11 @@ class ContactJudge:
     def _entry(self, key: FlowKey, client: tuple[int, int, int], server: tuple[int, int, int],
                first: int, last: int, capture: str | None) -> _Evidence:
         ev = self._flows.get(key)
+        if ev is None and key in self._decided:
+            # decided already (streaming): this is the tail of a reported flow; keep it out of
+            # the report, in a throw-away entry
+            self.stats["late_evidence"] += 1
+            return _Evidence(("", 0), ("", 0), first, last, capture)
         if ev is None:
             ev = self._flows[key] = _Evidence(
                 (halves_to_addr(client[0], client[1]), client[2]),
@@ -311,7 +322,47 @@ class ContactJudge:
                 self.stats["below_threshold"] += 1
                 continue
             out.append(contact)
-        self.stats["contacts"] = len(out)
+        self._flows.clear()
+        self.stats["contacts"] += len(out)
+        out.sort(key=lambda c: (c.first_seen, c.src_ip, c.src_port))
+        return out
+
+    def pending(self) -> Iterable[tuple[FlowKey, int]]:
+        """(key, last evidence time) of every flow waiting for a verdict (streaming)."""
+        return ((key, ev.last_ts) for key, ev in self._flows.items())
+
+    def settle(self, keys: Iterable[FlowKey], now_ns: int, forget_ns: int) -> list[PoolContact]:
+        """Streaming: score the flows ``keys`` now, as :meth:`finish` would, and forget them.
+
+        The caller (``scan.DetectionPipeline``) picks flows that every detector has let go
+        of. Their keys are remembered for ``forget_ns`` so that evidence arriving later for
+        the same flow is counted (``late_evidence``), not reported again; plaintext session
+        keys are forgotten after the same time.
+        """
+        self._sync_dns()
+        out = []
+        for key in keys:
+            ev = self._flows.pop(key, None)
+            if ev is None:
+                continue
+            self._decided[key] = max(ev.last_ts, now_ns)
+            if key in self._sessions:
+                self.stats["merged_into_sessions"] += 1
+                continue
+            contact = self._judge(ev)
+            if contact is None:
+                continue
+            if contact.score < self.settings.report_threshold:
+                self.stats["below_threshold"] += 1
+                continue
+            out.append(contact)
+        horizon = now_ns - forget_ns
+        for memo in (self._decided, self._session_seen_at):
+            for key in [k for k, t in memo.items() if t < horizon]:
+                del memo[key]
+                if memo is self._session_seen_at:
+                    self._sessions.discard(key)
+        self.stats["contacts"] += len(out)
         out.sort(key=lambda c: (c.first_seen, c.src_ip, c.src_port))
         return out
 

@@ -260,6 +260,14 @@ class StreamCollector:
         self._forget_ended()
         return iter(out)
 
+    def expire(self, now_ns: int) -> Iterator[StreamData | StreamEnd]:
+        """Idle conversations at ``now_ns`` end (a live sensor's quiet moments: no batch
+        comes to sweep them)."""
+        out: list[StreamData | StreamEnd] = []
+        self._sweep(now_ns, out)
+        self._forget_ended()
+        return iter(out)
+
     def flush(self) -> Iterator[StreamData | StreamEnd]:
         """End of input: release held data and end every conversation (reason "eof")."""
         out: list[StreamData | StreamEnd] = []

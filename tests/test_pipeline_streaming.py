@@ -1,0 +1,107 @@
+"""The detect stage in streaming mode (a sensor's): same records as an offline scan, contacts
+decided as flows go quiet instead of at the end, nothing reported twice, memory let go."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from poolwatch.detect.records import PoolContact, StratumSession
+from poolwatch.scan import DetectionPipeline, iter_batches, scan_detections
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "pcaps" / "stratum").glob("*.pcap")) + sorted(
+    (ROOT / "pcaps" / "contacts").glob("*.pcap")) + [ROOT / "pcaps" / "behaviour"]
+NS = 1_000_000_000
+
+
+def _canon(records) -> list[str]:
+    out = []
+    for r in records:
+        d = r.as_dict()
+        d.get("evidence", {}).pop("capture_sha256", None)
+        out.append(json.dumps(d, sort_keys=True, default=str))
+    return sorted(out)
+
+
+def _stream(paths, **kw) -> tuple[list, DetectionPipeline]:
+    pipe = DetectionPipeline(streaming=True, hash_captures=False, **kw)
+    got = []
+    for batch in iter_batches(paths, batch_packets=64):
+        got += pipe.feed(batch)
+    got += pipe.flush()
+    pipe.close()
+    return got, pipe
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_streaming_matches_offline(path: Path) -> None:
+    offline = list(scan_detections([path]))
+    streamed, pipe = _stream([path])
+    assert _canon(streamed) == _canon(offline)
+    assert pipe.summary.sessions + pipe.summary.contacts == len(offline)
+
+
+def test_contacts_come_out_when_quiet_not_at_the_end() -> None:
+    path = ROOT / "pcaps" / "contacts" / "tls_pool_by_dns_and_sni.pcap"
+    offline = [r for r in scan_detections([path]) if isinstance(r, PoolContact)]
+    assert offline, "the sample has pool contacts"
+    pipe = DetectionPipeline(streaming=True, hash_captures=False)
+    early = []
+    last = 0
+    for batch in iter_batches([path]):
+        early += pipe.feed(batch)
+        last = int(batch.packets["ts_ns"][-1])
+    assert not [r for r in early if isinstance(r, PoolContact)]  # still within settle time
+    # the link goes quiet: the clock moves on past the settle time
+    late = pipe.tick(last + pipe.settle_ns + 30 * NS)
+    contacts = [r for r in late if isinstance(r, PoolContact)]
+    assert _canon(contacts) == _canon(offline)
+    assert not list(pipe.judge.pending())  # decided flows are let go
+    assert not [r for r in pipe.flush() if isinstance(r, PoolContact)]  # never twice
+
+
+def test_offline_mode_keeps_contacts_for_the_end() -> None:
+    path = ROOT / "pcaps" / "contacts" / "tls_pool_by_dns_and_sni.pcap"
+    pipe = DetectionPipeline(streaming=False, hash_captures=False)
+    for batch in iter_batches([path]):
+        pipe.feed(batch)
+    assert not [r for r in pipe.tick(2**62) if isinstance(r, PoolContact)]
+    assert [r for r in pipe.flush() if isinstance(r, PoolContact)]
+
+
+def test_late_evidence_for_a_decided_flow_is_not_reported_again() -> None:
+    path = ROOT / "pcaps" / "contacts" / "tls_pool_by_dns_and_sni.pcap"
+    pipe = DetectionPipeline(streaming=True, hash_captures=False)
+    batches = [b.copy() for b in iter_batches([path])]
+    for b in batches:
+        pipe.feed(b)
+    end = int(batches[-1].packets["ts_ns"][-1])
+    first = [r for r in pipe.tick(end + pipe.settle_ns + 30 * NS) if isinstance(r, PoolContact)]
+    assert first
+    # the same flows' packets again (a retransmitted tail, a replayed capture): their flows
+    # were decided; within the forget window they add nothing new
+    for b in batches:
+        b.packets["ts_ns"] += pipe.settle_ns + 40 * NS
+        pipe.feed(b)
+    again = [r for r in pipe.flush() if isinstance(r, PoolContact)]
+    assert not again
+    assert pipe.judge.stats["late_evidence"] > 0
+
+
+def test_pool_addresses_learnt_from_dns_and_sessions() -> None:
+    pipe = DetectionPipeline(streaming=True, hash_captures=False)
+    assert pipe.pool_addresses() == set()
+    v0 = pipe.version_of_pool_addresses
+    got = []
+    for path in (ROOT / "pcaps" / "contacts" / "tls_pool_by_dns_and_sni.pcap",
+                 ROOT / "pcaps" / "stratum" / "stratum_v1_cgminer_sha256d.pcap"):
+        for batch in iter_batches([path]):
+            got += pipe.feed(batch)
+    got += pipe.flush()
+    addrs = pipe.pool_addresses()
+    assert pipe.version_of_pool_addresses > v0
+    assert set(pipe.dns.preferred) <= addrs  # what pool names resolved to
+    assert {r.dest_ip for r in got if isinstance(r, StratumSession)} <= addrs
