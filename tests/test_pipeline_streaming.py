@@ -105,3 +105,56 @@ def test_pool_addresses_learnt_from_dns_and_sessions() -> None:
     assert pipe.version_of_pool_addresses > v0
     assert set(pipe.dns.preferred) <= addrs  # what pool names resolved to
     assert {r.dest_ip for r in got if isinstance(r, StratumSession)} <= addrs
+
+
+def _parts(path: Path, every_s: float) -> list:
+    pipe = DetectionPipeline(streaming=True, hash_captures=False, report_every_s=every_s)
+    got = []
+    for batch in iter_batches([path], batch_packets=8):
+        got += pipe.feed(batch)
+    return got + pipe.flush()
+
+
+def test_a_long_session_is_reported_in_consecutive_parts() -> None:
+    path = ROOT / "pcaps" / "stratum" / "stratum_v1_cgminer_sha256d.pcap"  # 105 s, 14 shares
+    (whole,) = [r for r in scan_detections([path]) if isinstance(r, StratumSession)]
+    parts = [r for r in _parts(path, 30.0) if isinstance(r, StratumSession)]
+    assert len(parts) >= 3
+    assert all(p.evidence.get("part") == "interim" for p in parts[:-1])
+    assert "part" not in parts[-1].evidence  # the last one ends with the connection
+    # consecutive, covering the session, shares never counted twice
+    assert parts[0].first_seen == whole.first_seen and parts[-1].last_seen == whole.last_seen
+    for a, b in zip(parts, parts[1:]):
+        assert a.last_seen == b.first_seen
+    assert sum(p.shares_submitted for p in parts) == whole.shares_submitted
+    assert sum(p.shares_accepted for p in parts) == whole.shares_accepted
+    # every part knows who mined and how (carried over from the login at the start)
+    assert {(p.worker, p.wallet, p.dialect, p.coin, p.pool_host) for p in parts} == {
+        (whole.worker, whole.wallet, whole.dialect, whole.coin, whole.pool_host)}
+    rated = [p for p in parts if p.shares_submitted]
+    assert rated and all(p.hashrate_hs for p in rated)
+    # the parts' share-weighted hashrate is the session's, within the estimator's spread
+    span = sum((p.last_seen - p.first_seen) * p.hashrate_hs for p in rated)
+    assert span / (whole.last_seen - whole.first_seen) == pytest.approx(whole.hashrate_hs,
+                                                                        rel=0.5)
+
+
+def test_a_long_contact_is_reported_before_its_flow_ends() -> None:
+    path = ROOT / "pcaps" / "behaviour"  # an encrypted mining flow of 14 minutes
+    (whole,) = [r for r in scan_detections([path]) if isinstance(r, PoolContact)]
+    parts = [r for r in _parts(path, 300.0) if isinstance(r, PoolContact)]
+    assert len(parts) >= 2 and parts[0].evidence.get("part") == "interim"
+    assert parts[0].first_seen == whole.first_seen
+    assert parts[-1].last_seen == whole.last_seen
+    for a, b in zip(parts, parts[1:]):
+        assert a.last_seen == b.first_seen
+
+
+def test_offline_scans_are_never_cut_into_parts() -> None:
+    path = ROOT / "pcaps" / "stratum" / "stratum_v1_cgminer_sha256d.pcap"
+    pipe = DetectionPipeline(streaming=False, report_every_s=1.0)
+    got = []
+    for batch in iter_batches([path], batch_packets=8):
+        got += pipe.feed(batch)
+    got += pipe.flush()
+    assert len([r for r in got if isinstance(r, StratumSession)]) == 1

@@ -236,6 +236,11 @@ class DetectionPipeline:
     open in the flow table; memory stays bounded by the detectors' own limits and the
     judge's pending flows. :meth:`tick` moves the clock on when no packet comes.
 
+    Long connections (a miner stays connected for weeks) are reported in parts while they
+    last: every ``report_every_s`` (streaming only) a session or contact still going is
+    reported as it stands, marked ``evidence["part"] = "interim"``, and counts afresh from
+    there; the parts cover consecutive times, so leads never count shares twice.
+
     ``hash_captures``: records name their capture file and its SHA-256 (computed in a
     background thread, records wait for it); a live source (path ``live:<interface>``) has
     no file and is never hashed.
@@ -252,6 +257,7 @@ class DetectionPipeline:
         streaming: bool = False,
         hash_captures: bool = True,
         summary: ScanSummary | None = None,
+        report_every_s: float = 3600.0,
     ) -> None:
         # Imported here: the detectors bring pydantic, YAML and the fingerprints, 0.15 s of
         # start-up that `poolwatch flows` does not need.
@@ -284,6 +290,8 @@ class DetectionPipeline:
         sweep = self.table.sweep_ns if self.table is not None else 10 * NS
         self.settle_ns = max(idle) + 2 * sweep + 5 * NS
         self._next_settle = 0
+        self.report_every_ns = int(report_every_s * NS)
+        self._next_peek = 0
         self._hashes = CaptureHashes()
         self._waiting: deque[StratumSession | PoolContact] = deque()  # capture being hashed
         self._opened = 0
@@ -338,8 +346,8 @@ class DetectionPipeline:
             self.summary.flows += len(closed)
             self.judge.closed_flows(closed, self._path)
             self.judge.behaviour_seen(self.behaviour.expire(now_ns), self._path)
-            if self.streaming:
-                found += self._settle(now_ns, force=True)
+        if self.streaming:
+            found += self._settle(now_ns, force=True)
         return list(self._finished(found))
 
     def flush(self) -> list[StratumSession | PoolContact]:
@@ -395,18 +403,31 @@ class DetectionPipeline:
         if self.hash_captures and not path.startswith("live:"):
             self._hashes.start(path)
 
-    def _settle(self, now_ns: int, force: bool = False) -> list[PoolContact]:
-        """Streaming: contacts of the flows every detector has let go of."""
+    def _settle(self, now_ns: int, force: bool = False) -> list[StratumSession | PoolContact]:
+        """Streaming: contacts of the flows every detector has let go of; interim reports of
+        long sessions and contacts."""
         judge, table = self.judge, self.table
-        if judge is None or table is None or (now_ns < self._next_settle and not force):
+        if now_ns < self._next_settle and not force:
             return []
-        self._next_settle = now_ns + table.sweep_ns
+        self._next_settle = now_ns + (table.sweep_ns if table is not None else 10 * NS)
+        found: list[StratumSession | PoolContact] = []
+        found += self.tracker.report_open(self.report_every_ns)
+        if judge is None or table is None:
+            return found
+        if self.behaviour is not None and now_ns >= self._next_peek:
+            # the behaviour model judges a flow when it ends; a long one is looked at as it
+            # stands, so that its contact can be reported while it goes on
+            self._next_peek = now_ns + self.report_every_ns // 4
+            judge.behaviour_seen([v for v in self.behaviour.peek()
+                                  if v.last_ts_ns - v.first_ts_ns >= self.report_every_ns],
+                                 self._path)
+        found += judge.report_open(self.report_every_ns)
         quiet = [key for key, last in judge.pending() if now_ns - last > self.settle_ns]
-        if not quiet:
-            return []
-        still_open = _open_keys(table.open_rows(), quiet)
-        return judge.settle([k for k in quiet if k not in still_open], now_ns,
-                            forget_ns=2 * self.settle_ns)
+        if quiet:
+            still_open = _open_keys(table.open_rows(), quiet)
+            found += judge.settle([k for k in quiet if k not in still_open], now_ns,
+                                  forget_ns=2 * self.settle_ns)
+        return found
 
     def _finished(self, found: Iterable[StratumSession | PoolContact],
                   wait: bool = False) -> Iterator[StratumSession | PoolContact]:

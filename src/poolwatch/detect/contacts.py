@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -176,6 +176,7 @@ class _Evidence:
     behaviour: Any = None  # detect.behaviour.BehaviourVerdict
     sv2: StratumSession | None = None
     flow: dict[str, int] | None = None  # packets and bytes each way, from the flow record
+    reported_until: int | None = None  # streaming: end of the last interim report
 
 
 class ContactJudge:
@@ -312,20 +313,57 @@ class ContactJudge:
         self._sync_dns()
         out = []
         for key, ev in self._flows.items():
-            if key in self._sessions:
-                self.stats["merged_into_sessions"] += 1
-                continue
-            contact = self._judge(ev)
-            if contact is None:
-                continue
-            if contact.score < self.settings.report_threshold:
-                self.stats["below_threshold"] += 1
-                continue
-            out.append(contact)
+            contact = self._decide(key, ev)
+            if contact is not None:
+                out.append(contact)
         self._flows.clear()
         self.stats["contacts"] += len(out)
         out.sort(key=lambda c: (c.first_seen, c.src_ip, c.src_port))
         return out
+
+    def report_open(self, every_ns: int) -> list[PoolContact]:
+        """A sensor's interim reports: a flow still going whose evidence spans ``every_ns``
+        since its last report is reported as it stands (``evidence["part"] = "interim"``);
+        its next report starts where this one ended."""
+        self._sync_dns()
+        out = []
+        for key, ev in self._flows.items():
+            start = ev.first_ts if ev.reported_until is None else ev.reported_until
+            if key in self._sessions or ev.last_ts - start < every_ns:
+                continue
+            contact = self._part(ev)
+            if contact is not None:
+                contact.evidence["part"] = "interim"
+                out.append(contact)
+                ev.reported_until = ev.last_ts
+        self.stats["contacts"] += len(out)
+        return out
+
+    def _decide(self, key: FlowKey, ev: _Evidence) -> PoolContact | None:
+        """The final verdict on one flow (from its last interim report on, if any)."""
+        if key in self._sessions:
+            self.stats["merged_into_sessions"] += 1
+            return None
+        contact = self._judge(ev)
+        if contact is None:
+            return None
+        if contact.score < self.settings.report_threshold:
+            self.stats["below_threshold"] += 1
+            return None
+        return contact if ev.reported_until is None else self._part(ev)
+
+    def _part(self, ev: _Evidence) -> PoolContact | None:
+        """The verdict on ``ev`` for the time since its last interim report (the evidence
+        is judged whole: a pool name seen at the start still counts)."""
+        contact = self._judge(ev)
+        if contact is None or contact.score < self.settings.report_threshold:
+            return None
+        if ev.reported_until is not None:
+            if ev.last_ts <= ev.reported_until:
+                return None  # nothing since the last report
+            contact = replace(contact, timestamp=ev.reported_until,
+                              first_seen=ev.reported_until)
+        return contact
 
     def pending(self) -> Iterable[tuple[FlowKey, int]]:
         """(key, last evidence time) of every flow waiting for a verdict (streaming)."""
@@ -346,16 +384,9 @@ class ContactJudge:
             if ev is None:
                 continue
             self._decided[key] = max(ev.last_ts, now_ns)
-            if key in self._sessions:
-                self.stats["merged_into_sessions"] += 1
-                continue
-            contact = self._judge(ev)
-            if contact is None:
-                continue
-            if contact.score < self.settings.report_threshold:
-                self.stats["below_threshold"] += 1
-                continue
-            out.append(contact)
+            contact = self._decide(key, ev)
+            if contact is not None:
+                out.append(contact)
         horizon = now_ns - forget_ns
         for memo in (self._decided, self._session_seen_at):
             for key in [k for k, t in memo.items() if t < horizon]:

@@ -484,6 +484,34 @@ class StratumTracker:
             out.extend(self.feed(e))
         return out
 
+    def report_open(self, every_ns: int) -> list[StratumSession]:
+        """A sensor's interim reports: every open session that has run ``every_ns`` since its
+        last report is reported as it stands (``evidence["part"] = "interim"``) and counts
+        afresh from there. A miner that stays connected for weeks is thus on record within
+        ``every_ns``; the parts cover consecutive times, so shares and hashrate are never
+        counted twice. What the session has shown (login, agent, difficulty in effect, jobs,
+        pool name) carries over."""
+        out = []
+        for st in self._convs.values():
+            if st.dead or not st.first_ts or st.last_ts - st.first_ts < every_ns:
+                continue
+            session = self._finish(st)
+            if session is None:
+                continue
+            session.evidence["part"] = "interim"
+            out.append(session)
+            st.pool_host = st.pool_host or session.pool_host
+            st.first_ts = st.last_ts
+            if st.first_work_ts is not None:
+                st.first_work_ts = st.last_ts
+            st.tallies = {}
+            st.submitted = st.accepted = st.rejected = 0
+            st.error_codes = {}
+            st.worker_shares = {}
+            st.key_frames = []
+            st.record_sizes = [{}, {}]
+        return out
+
     def flush(self) -> list[StratumSession]:
         """End of input: conclude every conversation still open."""
         out = []
