@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_SLICE = 1 << 16
 NS = 1_000_000_000
+MAX_POOL_ADDRESSES = 1 << 16  # a sensor's learnt pool addresses (bounded memory)
 
 
 @dataclass
@@ -297,7 +298,8 @@ class DetectionPipeline:
         self._opened = 0
         self._path: str | None = None
         self._now = 0
-        self._pool_addrs: set[str] = set()
+        # pool addresses learnt, least recently learnt first, at most MAX_POOL_ADDRESSES
+        self._pool_addrs: dict[str, None] = {}
         self._dns_seen = 0
         self._pool_version = 0
 
@@ -392,10 +394,8 @@ class DetectionPipeline:
     def _sync_pool_addresses(self) -> None:
         if len(self.dns.preferred) != self._dns_seen:
             self._dns_seen = len(self.dns.preferred)
-            before = len(self._pool_addrs)
-            self._pool_addrs.update(self.dns.preferred)
-            if len(self._pool_addrs) != before:
-                self._pool_version += 1
+            for ip in self.dns.preferred:
+                self._add_pool_address(ip)
 
     # -- out --------------------------------------------------------------------------------
 
@@ -461,9 +461,16 @@ class DetectionPipeline:
 
     def _learn(self, record: StratumSession | PoolContact) -> None:
         dest = getattr(record, "dest_ip", None)
-        if dest and dest not in self._pool_addrs:
-            self._pool_addrs.add(dest)
-            self._pool_version += 1
+        if dest:
+            self._add_pool_address(dest)
+
+    def _add_pool_address(self, ip: str) -> None:
+        if ip in self._pool_addrs:
+            return
+        self._pool_addrs[ip] = None
+        if len(self._pool_addrs) > MAX_POOL_ADDRESSES:
+            del self._pool_addrs[next(iter(self._pool_addrs))]
+        self._pool_version += 1
 
 
 def _open_keys(rows: np.ndarray, keys: list[Any]) -> set[Any]:
