@@ -26,10 +26,10 @@ def _canon(records) -> list[str]:
     return sorted(out)
 
 
-def _stream(paths, **kw) -> tuple[list, DetectionPipeline]:
+def _stream(paths, batch_packets: int = 64, **kw) -> tuple[list, DetectionPipeline]:
     pipe = DetectionPipeline(streaming=True, hash_captures=False, **kw)
     got = []
-    for batch in iter_batches(paths, batch_packets=64):
+    for batch in iter_batches(paths, batch_packets=batch_packets):
         got += pipe.feed(batch)
     got += pipe.flush()
     pipe.close()
@@ -42,6 +42,39 @@ def test_streaming_matches_offline(path: Path) -> None:
     streamed, pipe = _stream([path])
     assert _canon(streamed) == _canon(offline)
     assert pipe.summary.sessions + pipe.summary.contacts == len(offline)
+
+
+@pytest.mark.parametrize("batch_packets", [16, 1 << 16])
+def test_streaming_many_captures_in_one_run_matches_offline(batch_packets: int) -> None:
+    """One pipeline over every sample: time jumps between captures, so earlier flows settle
+    while later ones run, and whole sessions start and end inside one batch (a session's
+    flow must then not also come out as a contact)."""
+    offline = list(scan_detections(SAMPLES))
+    streamed, _ = _stream(SAMPLES, batch_packets=batch_packets)
+    assert _canon(streamed) == _canon(offline)
+
+
+def test_streaming_one_capture_merged_by_time_matches_offline(tmp_path: Path) -> None:
+    """Every sample merged into one capture by time, read in big batches: a batch then spans
+    more than the settle time, and sessions end in the same batch in which their flows
+    settle (a plaintext session's flow must not also come out as a contact)."""
+    import dpkt
+
+    packets = []
+    for path in SAMPLES[:-1]:
+        with open(path, "rb") as fh:
+            reader = dpkt.pcap.Reader(fh)
+            assert reader.datalink() == dpkt.pcap.DLT_EN10MB
+            packets += [(ts, i, buf) for i, (ts, buf) in enumerate(reader)]
+    merged = tmp_path / "merged.pcap"
+    with open(merged, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh, nano=False)
+        for ts, _i, buf in sorted(packets, key=lambda p: p[:2]):
+            writer.writepkt(buf, ts)
+    offline = list(scan_detections([merged]))
+    streamed, _ = _stream([merged], batch_packets=1 << 16)
+    assert len(streamed) == len(offline)
+    assert _canon(streamed) == _canon(offline)
 
 
 def test_contacts_come_out_when_quiet_not_at_the_end() -> None:
@@ -158,3 +191,18 @@ def test_offline_scans_are_never_cut_into_parts() -> None:
         got += pipe.feed(batch)
     got += pipe.flush()
     assert len([r for r in got if isinstance(r, StratumSession)]) == 1
+
+
+def test_a_session_under_way_teaches_its_pool_address() -> None:
+    """Before any session is reported: the first client method names the server."""
+    path = ROOT / "pcaps" / "stratum" / "stratum_zcash_equihash.pcap"
+    (session,) = [r for r in scan_detections([path]) if isinstance(r, StratumSession)]
+    pipe = DetectionPipeline(streaming=True, hash_captures=False)
+    got = []
+    learnt_before_report = False
+    for batch in iter_batches([path], batch_packets=4):
+        got += pipe.feed(batch)
+        if not got and session.dest_ip in pipe.pool_addresses():
+            learnt_before_report = True
+    assert learnt_before_report
+    assert session.src_ip not in pipe.pool_addresses()  # the miner is not a pool

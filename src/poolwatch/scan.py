@@ -301,6 +301,7 @@ class DetectionPipeline:
         # pool addresses learnt, least recently learnt first, at most MAX_POOL_ADDRESSES
         self._pool_addrs: dict[str, None] = {}
         self._dns_seen = 0
+        self._servers_seen = 0
         self._pool_version = 0
 
     # -- in ---------------------------------------------------------------------------------
@@ -331,7 +332,7 @@ class DetectionPipeline:
                                  batch.path)
         found: list[StratumSession | PoolContact] = []
         for event in events:
-            found += self.tracker.feed(event)
+            found += self._sessions(self.tracker.feed(event))
         if self.streaming:
             found += self._settle(self._now)
         return list(self._finished(found))
@@ -342,7 +343,7 @@ class DetectionPipeline:
         self._now = now_ns = max(self._now, now_ns)
         found: list[StratumSession | PoolContact] = []
         for event in self.collector.expire(now_ns):
-            found += self.tracker.feed(event)
+            found += self._sessions(self.tracker.feed(event))
         if self.judge is not None and self.table is not None and self.behaviour is not None:
             closed = self.table.expire(now_ns)
             self.summary.flows += len(closed)
@@ -356,8 +357,8 @@ class DetectionPipeline:
         """End of input: every open flow finished and judged; waits for capture hashes."""
         found: list[StratumSession | PoolContact] = []
         for event in self.collector.flush():
-            found += self.tracker.feed(event)
-        found += self.tracker.flush()
+            found += self._sessions(self.tracker.feed(event))
+        found += self._sessions(self.tracker.flush())
         judge, table, behaviour, tls = self.judge, self.table, self.behaviour, self.tls
         if judge is not None and table is not None and behaviour is not None:
             last = table.flush()
@@ -380,8 +381,10 @@ class DetectionPipeline:
         self._hashes.close()
 
     def pool_addresses(self) -> set[str]:
-        """Pool server addresses known so far: what pool names resolved to in DNS, and the
-        pool ends of sessions and contacts reported (for a sensor's capture prefilter)."""
+        """Pool server addresses known so far: what pool names resolved to in DNS, servers
+        that were sent a Stratum client method (a session under way), and the pool ends of
+        sessions and contacts reported (for a sensor's capture prefilter: the rest of such a
+        connection, continuation segments included, then passes in full)."""
         self._sync_pool_addresses()
         return set(self._pool_addrs)
 
@@ -392,6 +395,11 @@ class DetectionPipeline:
         return self._pool_version
 
     def _sync_pool_addresses(self) -> None:
+        if self.tracker.stats["servers"] != self._servers_seen:
+            # servers sent a client method of some dialect: a session may be under way
+            self._servers_seen = self.tracker.stats["servers"]
+            for ip in self.tracker.servers:
+                self._add_pool_address(ip)
         if len(self.dns.preferred) != self._dns_seen:
             self._dns_seen = len(self.dns.preferred)
             for ip in self.dns.preferred:
@@ -411,7 +419,7 @@ class DetectionPipeline:
             return []
         self._next_settle = now_ns + (table.sweep_ns if table is not None else 10 * NS)
         found: list[StratumSession | PoolContact] = []
-        found += self.tracker.report_open(self.report_every_ns)
+        found += self._sessions(self.tracker.report_open(self.report_every_ns))
         if judge is None or table is None:
             return found
         if self.behaviour is not None and now_ns >= self._next_peek:
@@ -429,15 +437,19 @@ class DetectionPipeline:
                                   forget_ns=2 * self.settle_ns)
         return found
 
+    def _sessions(self, sessions: list[StratumSession]) -> list[StratumSession]:
+        """Sessions as the tracker finishes them, shown to the contact judge at once (before
+        it settles anything: a plaintext session's flow is not also a contact); encrypted
+        ones (Stratum V2 under Noise) become its evidence instead of records."""
+        if self.judge is None or not sessions:
+            return sessions
+        return [s for s in sessions if not self.judge.session_seen(s)]
+
     def _finished(self, found: Iterable[StratumSession | PoolContact],
                   wait: bool = False) -> Iterator[StratumSession | PoolContact]:
         """Records out in order once their capture's hash is known; while it is being
         computed (in the background) they wait, and the scan goes on."""
-        judge = self.judge
         for record in found:
-            if (judge is not None and isinstance(record, StratumSession)
-                    and judge.session_seen(record)):
-                continue  # encrypted Stratum V2: evidence for a pool contact
             path = record.evidence.get("capture")
             if path is not None:
                 self._hash(path)

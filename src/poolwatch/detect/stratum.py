@@ -452,9 +452,13 @@ class StratumTracker:
         self.give_up_bytes = give_up_bytes
         self.give_up_messages = give_up_messages
         self._convs: dict[Conversation, _State] = {}
+        # servers that received a client method of some dialect, as they are met (before any
+        # session is reported): a sensor's prefilter lets their traffic through in full
+        self.servers: dict[str, None] = {}
+        self.max_servers = 4096
         self.stats: dict[str, int] = dict.fromkeys(
             ("conversations", "sessions", "messages", "json_errors", "partial_lines",
-             "long_lines", "gaps", "given_up", "sv2_errors", "http_errors"), 0)
+             "long_lines", "gaps", "given_up", "sv2_errors", "http_errors", "servers"), 0)
 
     def __len__(self) -> int:
         return len(self._convs)
@@ -477,6 +481,13 @@ class StratumTracker:
         if not st.dead:
             self._chunk(st, event.direction, event.chunk)
         return []
+
+    def _note_server(self, ip: str) -> None:
+        if ip not in self.servers:
+            self.servers[ip] = None
+            self.stats["servers"] += 1
+            if len(self.servers) > self.max_servers:
+                del self.servers[next(iter(self.servers))]
 
     def feed_all(self, events: Iterable[StreamData | StreamEnd]) -> list[StratumSession]:
         out: list[StratumSession] = []
@@ -818,6 +829,8 @@ class StratumTracker:
             st.relevant += 1
             self._evidence_line(st, d, raw, frame)
             st.votes[d] += 1 if role == "c" else -1 if role == "s" else 0
+            if role == "c" and st.votes[d] == 1:
+                self._note_server(st.conv.b_ip if d == 0 else st.conv.a_ip)
             n = len(params) if isinstance(params, list) else "obj" if isinstance(params, dict) else None
             st.feats.add((method, n))
             if http and method.startswith("eth_"):
