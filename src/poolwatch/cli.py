@@ -862,6 +862,76 @@ def serve(
         store.close()
 
 
+@app.command()
+def sense(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="the sensor's TOML file (capture/sensor.example.toml).",
+        show_default=False)] = None,
+    interface: Annotated[str | None, typer.Option(
+        help="capture live on this interface ([capture] interface).", show_default=False)] = None,
+    watch: Annotated[Path | None, typer.Option(
+        help="read capture files as a ring buffer writes them into DIR ([files] directory).",
+        metavar="DIR", show_default=False)] = None,
+    flows: Annotated[str | None, typer.Option(
+        help="collect NetFlow v5/v9 and IPFIX on HOST:PORT (UDP) ([flows]).",
+        metavar="HOST:PORT", show_default=False)] = None,
+    api: Annotated[str | None, typer.Option(
+        help="the lead API to push detections to ([api] url).", metavar="URL",
+        show_default=False)] = None,
+    key_file: Annotated[Path | None, typer.Option(
+        help="file holding the sensor's API key ([api] key_file).", show_default=False)] = None,
+    spool: Annotated[Path | None, typer.Option(
+        help="spool directory ([spool] directory).", metavar="DIR", show_default=False)] = None,
+    metrics: Annotated[str | None, typer.Option(
+        help="serve Prometheus /metrics on HOST:PORT; port 0: none ([metrics]).",
+        metavar="HOST:PORT", show_default=False)] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="check the configuration and exit (0: usable).")] = False,
+) -> None:
+    """Run an edge sensor (docs/sensor.md): live capture, rotating capture files and flow
+    records in; detections pushed to the lead API exactly once, spooled to disk while it is
+    unreachable. Flags override the file. SIGTERM flushes and exits 0."""
+    try:
+        from poolwatch_sensor.config import host_port, load_config
+    except ImportError:
+        raise _error("the sensor package (poolwatch_sensor, capture/ in the source tree) is "
+                     "not installed", 2) from None
+    try:
+        overrides = {("capture", "interface"): (interface, "--interface"),
+                     ("files", "directory"): (str(watch) if watch else None, "--watch"),
+                     ("api", "url"): (api, "--api"),
+                     ("api", "key_file"): (str(key_file) if key_file else None, "--key-file"),
+                     ("spool", "directory"): (str(spool) if spool else None, "--spool")}
+        if flows is not None:
+            host, port = host_port(flows, "--flows")
+            overrides |= {("flows", "host"): (host, "--flows"),
+                          ("flows", "port"): (port, "--flows")}
+        if metrics is not None:
+            host, port = host_port(metrics, "--metrics")
+            overrides |= {("metrics", "host"): (host, "--metrics"),
+                          ("metrics", "port"): (port, "--metrics")}
+        if config is not None and not config.is_file():
+            raise ConfigError(f"--config {config}: no such file")
+        cfg = load_config(config, overrides)
+        cfg.api_key()  # a key file that cannot be read is a configuration error, now
+    except ConfigError as exc:
+        raise _error(str(exc), 2) from None
+    if check:
+        typer.echo(f"configuration usable: sensor {cfg.sensor.name}, sources "
+                   f"{', '.join(cfg.sources())}, api {cfg.api.url}, spool {cfg.spool.directory}")
+        return
+    from poolwatch_sensor import logs
+    from poolwatch_sensor.sensor import Sensor
+
+    logs.setup(cfg.log.level, cfg.log.format)
+    try:
+        code = Sensor(cfg).run()
+    except (ConfigError, OSError) as exc:  # a source that cannot start: interface, port...
+        logging.getLogger("poolwatch.sensor").error("cannot run the sensor: %s", exc)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
 # ---------------------------------------------------------------------------- probe (opt-in)
 # The one command that connects anywhere. Defaults mirror poolwatch.probe's DEFAULT_* (a
 # test checks); the module is imported when the command runs, not at start-up.
