@@ -206,3 +206,20 @@ def test_a_session_under_way_teaches_its_pool_address() -> None:
             learnt_before_report = True
     assert learnt_before_report
     assert session.src_ip not in pipe.pool_addresses()  # the miner is not a pool
+
+
+def test_a_capture_gone_before_it_was_hashed_loses_no_record(tmp_path: Path, caplog) -> None:
+    src = ROOT / "pcaps" / "stratum" / "stratum_v1_cgminer_sha256d.pcap"
+    copy = tmp_path / "ring_00001.pcap"
+    copy.write_bytes(src.read_bytes())
+    pipe = DetectionPipeline(streaming=True)
+    batches = [b.copy() for b in iter_batches([copy])]
+    copy.unlink()  # a ring buffer rotated it away before the hash thread opened it
+    got = []
+    for b in batches:
+        got += pipe.feed(b)
+    got += pipe.flush()
+    (session,) = [r for r in got if isinstance(r, StratumSession)]
+    assert session.evidence["capture_sha256"] is None
+    assert "No such file" in session.evidence["capture_sha256_error"]
+    assert "cannot hash the capture" in caplog.text

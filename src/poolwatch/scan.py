@@ -461,7 +461,13 @@ class DetectionPipeline:
                     and "capture_sha256" not in record.evidence):
                 if not (wait or self._hashes.ready(path)):
                     return
-                record.evidence["capture_sha256"] = self._hashes.get(path)
+                try:
+                    record.evidence["capture_sha256"] = self._hashes.get(path)
+                except OSError as exc:  # gone before it was hashed (a ring buffer's rotation)
+                    log.error("%s: cannot hash the capture for evidence: %s", path,
+                              exc.strerror or exc)
+                    record.evidence["capture_sha256"] = None
+                    record.evidence["capture_sha256_error"] = str(exc.strerror or exc)
             self._waiting.popleft()
             if isinstance(record, StratumSession):
                 self.summary.sessions += 1

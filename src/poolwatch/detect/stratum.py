@@ -1374,13 +1374,13 @@ class StratumTracker:
             elif ep.coin:
                 add([x.id for x in fp.variants_for_coin(ep.coin)], 3,
                     f"pool endpoint coin {ep.coin}")
-        for n in st.notify_counts:
+        for n in sorted(st.notify_counts):
             add([x.id for x in fp.variants.values() if n in x.recognise.notify_param_count], 3,
                 f"job with {n} params")
-        for n in st.submit_counts:
+        for n in sorted(st.submit_counts):
             add([x.id for x in fp.variants.values() if n in x.recognise.submit_param_count], 1,
                 f"submit with {n} params")
-        for marker, vid in st.marker_hits:
+        for marker, vid in sorted(st.marker_hits):  # same order in every process
             add([vid], 2, f"marker {marker.decode()}")
         for password in st.passwords:
             for hint, coin in fp.coin_hints_in(password, "password"):
