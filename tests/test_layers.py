@@ -40,3 +40,13 @@ def test_scapy_only_in_its_engine():
     offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
                  if "scapy" in _imports(p) and p.name != "scapy_engine.py"]
     assert offenders == []
+
+
+def test_library_never_imports_the_api_or_the_sensor():
+    """api/ and capture/ sit on top of the library: only the CLI starts them (lazily)."""
+    offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                 if _imports(p) & {"poolwatch_api", "poolwatch_sensor", "fastapi"}
+                 and p.name != "cli.py"]
+    assert offenders == []
+    sensor = SRC.parent.parent / "capture" / "poolwatch_sensor"
+    assert not [p.name for p in sensor.rglob("*.py") if "poolwatch_api" in _imports(p)]
