@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Float, ForeignKey, Index,
-                        Integer, LargeBinary, MetaData, String, Text, UniqueConstraint)
+                        Integer, LargeBinary, MetaData, String, Text, UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -37,6 +37,10 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 Ns = BigInteger  # nanoseconds since the epoch, UTC
 
 KINDS = ("stratum_session", "pool_contact")
+# The sort key of power (and hashrate) listings: a missing value sorts as the smallest.
+# Written with a literal, not a bound parameter, so that both backends match the queries
+# of Store.list_leads to the expression indexes below.
+POWER_KEY = "coalesce(power_w, -1.0)"
 SCOPES = ("sensor", "analyst", "investigator", "admin")
 
 
@@ -165,10 +169,16 @@ class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
         UniqueConstraint("lead_id", "week_start"),
-        Index("ix_leads_week_status", "week_start", "status"),
-        Index("ix_leads_week_entity_type", "week_start", "entity_type"),
-        Index("ix_leads_week_region", "week_start", "region"),
-        Index("ix_leads_week_power", "week_start", "power_w", "lead_id"),
+        # The default listing, -power_w (ties by lead_id), walks these in order and stops
+        # after a page, with or without an equality filter; plain power_w columns could
+        # not serve it, because a missing power sorts as the smallest (migration 0002).
+        Index("ix_leads_week_power_key", "week_start", text(f"{POWER_KEY} DESC"), "lead_id"),
+        Index("ix_leads_week_status_power", "week_start", "status", text(f"{POWER_KEY} DESC"),
+              "lead_id"),
+        Index("ix_leads_week_type_power", "week_start", "entity_type",
+              text(f"{POWER_KEY} DESC"), "lead_id", "confidence"),
+        Index("ix_leads_week_region_power", "week_start", "region", text(f"{POWER_KEY} DESC"),
+              "lead_id"),
         Index("ix_leads_week_confidence", "week_start", "confidence", "lead_id"),
         Index("ix_leads_week_last_seen", "week_start", "last_seen", "lead_id"),
         Index("ix_leads_entity_id", "entity_id"),
