@@ -379,6 +379,17 @@ def test_cursor_pages_cover_every_lead_once_in_order(isp_store, sort):
                              cursor=first.next_cursor)
 
 
+def test_lead_pages_without_evidence(isp_store):
+    full = isp_store.list_leads(week_start=WEEK, limit=7)
+    bare = isp_store.list_leads(week_start=WEEK, limit=7, evidence=False)
+    assert any(x["evidence"] for x in full.items)
+    assert [{k: v for k, v in x.items() if k != "evidence"} for x in full.items] == bare.items
+    assert bare.next_cursor == full.next_cursor
+    nxt = isp_store.list_leads(cursor=bare.next_cursor, limit=7, evidence=False)
+    assert [x["lead_id"] for x in nxt.items] == [
+        x["lead_id"] for x in isp_store.list_leads(cursor=full.next_cursor, limit=7).items]
+
+
 def test_pages_are_stable_while_leads_are_written(isp_store):
     from sqlalchemy.orm import Session
 
