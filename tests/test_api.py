@@ -90,6 +90,19 @@ def test_keys_and_scopes(served):
     assert get(base, "/v1/leads", keys["analyst"]).status_code == 200
 
 
+def test_lead_pages_carry_evidence_only_when_asked(served):
+    base, keys, _ = served
+    k = keys["investigator"]
+    bare = get(base, "/v1/leads", k, week=WEEK, limit=100).json()["items"]
+    full = get(base, "/v1/leads", k, week=WEEK, limit=100, evidence="true").json()["items"]
+    assert bare and all("evidence" not in x for x in bare)
+    assert all(x["evidence"] for x in full)
+    assert [{k2: v for k2, v in x.items() if k2 != "evidence"} for x in full] == bare
+    one = get(base, f"/v1/leads/{bare[0]['lead_id']}", k, week=WEEK).json()
+    assert one["evidence"] == full[0]["evidence"]  # the detail always has it
+    assert get(base, "/v1/leads", k, evidence="maybe").status_code == 422
+
+
 def test_analysts_see_redacted_leads_investigators_are_audited(served):
     base, keys, _ = served
     analyst = get(base, "/v1/leads", keys["analyst"], week=WEEK, limit=100).json()["items"]
