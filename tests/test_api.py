@@ -250,3 +250,224 @@ def test_evidence_pcap_of_a_session(served):
     packets = list(dpkt.pcap.Reader(__import__("io").BytesIO(r.content)))
     assert len(packets) == int(r.headers["X-Poolwatch-Packets"]) > 10
     assert get(base, "/v1/sessions/999999/pcap", keys["investigator"]).status_code == 404
+
+
+# ------------------------------------------------------------- bad requests are 4xx, not 500
+INT64_MAX = 2**63 - 1
+
+
+def test_ids_beyond_64_bits_and_nul_characters_are_refused(served):
+    """Neither reaches the database: a path id past int64 (the store's ids are int64) and
+    NUL in a path or query value (PostgreSQL cannot hold it) are a 422 naming the value."""
+    base, keys, _ = served
+    inv = keys["investigator"]
+    for sid in (2**63, 2**64, 10**30):
+        r = get(base, f"/v1/sessions/{sid}/pcap", inv)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path",
+                                                                          "detection_id"]
+    assert get(base, f"/v1/sessions/{INT64_MAX}/pcap", inv).status_code == 404
+    assert get(base, "/v1/sessions/0/pcap", inv).status_code == 422
+    r = get(base, "/v1/leads/7e277d8e%00", inv)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "lead_id"]
+    for path, name in (("/v1/leads", "region"), ("/v1/leads", "pool"), ("/v1/leads", "coin"),
+                       ("/v1/leads", "cursor"), ("/v1/exports/leads", "region"),
+                       ("/v1/sessions", "entity_id"), ("/v1/contacts", "cursor"),
+                       ("/v1/entities", "entity_id"), ("/v1/audit", "cursor")):
+        r = get(base, path, keys["admin"], **{name: "E-3\x0000"})
+        assert r.status_code == 422, (path, name, r.status_code, r.text)
+        assert r.json()["detail"][0]["loc"] == ["query", name]
+
+
+def _post(base, path, key, body, **headers):
+    return httpx.post(base + path, json=body, headers={"X-API-Key": key, **headers},
+                      timeout=30)
+
+
+def test_ingest_refuses_values_beyond_64_bits_with_the_record_and_field(served):
+    base, keys, store = served
+    good = {"event_type": "stratum_session", "src_ip": "192.0.2.77", "src_port": 40000,
+            "dest_ip": "203.0.113.31", "dest_port": 3333,
+            "first_seen": "2026-03-09T10:00:00Z", "last_seen": "2026-03-09T10:05:00Z"}
+    before = store.counts()["detections"]
+    for bad, field in (({"first_seen": 1e300}, "first_seen"),
+                       ({"last_seen": -1e300}, "last_seen"),
+                       ({"timestamp": 2**70, "first_seen": None}, "timestamp"),
+                       ({"first_seen": "9999-12-31T00:00:00Z"}, "first_seen"),
+                       ({"src_port": 10**30}, "src_port"),
+                       ({"dest_port": -(2**64)}, "dest_port")):
+        r = _post(base, "/v1/ingest", keys["sensor"], {"records": [good, {**good, **bad}]})
+        assert r.status_code == 400, (bad, r.status_code, r.text)
+        assert r.json()["detail"].startswith(f"record 1: {field}"), r.json()
+    assert store.counts()["detections"] == before  # the whole batch was refused
+
+
+def test_nul_characters_in_bodies_are_stored_not_a_server_error(served):
+    """A miner may send NUL in a login: the sensor's batch is stored (on PostgreSQL with
+    U+FFFD in place of NUL, docs/store.md), and so is a key name with one."""
+    base, keys, store = served
+    nul = "\x00"
+    shown = "\ufffd" if store.backend == "postgresql" else nul
+    made = _post(base, "/v1/keys", keys["admin"], {"name": f"team{nul}7", "scope": "analyst"})
+    assert made.status_code == 201, made.text
+    assert f"team{shown}7" in [k["name"] for k in store.list_keys()]
+    rec = {"event_type": "stratum_session", "src_ip": "192.0.2.78", "src_port": 40001,
+           "dest_ip": "203.0.113.31", "dest_port": 3333, "first_seen": "2026-03-10T10:00:00Z",
+           "last_seen": "2026-03-10T10:01:00Z", "login": f"mallory{nul}.rig", "worker": f"rig{nul}",
+           "evidence": {"lines": [{"frame": 1, "dir": "c2s", "text": f'["mallory{nul}.rig"]'}],
+                        f"k{nul}": [f"v{nul}"]}}
+    r = _post(base, "/v1/ingest", keys["sensor"], {"records": [rec]})
+    assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
+    page = get(base, "/v1/sessions", keys["investigator"], since="2026-03-10").json()["items"]
+    got = next(x for x in page if x["src_ip"] == "192.0.2.78")
+    assert got["login"] == f"mallory{shown}.rig" and got["worker"] == f"rig{shown}"
+    assert got["evidence"][f"k{shown}"] == [f"v{shown}"]
+
+
+# ------------------------------------------------------------------------------ privacy
+def test_analysts_get_no_personal_data_inside_reasons_or_exports(served):
+    """Reasons quote who held an address ("held by user liwei88") and the entity: for
+    analysts the personal token is `[redacted]`, the rest of the reason stays; lists, the
+    single lead and every export format alike."""
+    base, keys, store = served
+    inv = get(base, "/v1/leads", keys["investigator"], week=WEEK, limit=100).json()["items"]
+    personal = {v for x in inv for k in ("entity_name", "registration_number", "address")
+                if (v := x[k])} | {s for x in inv for s in x["subscriber_ids"]} | {
+        w for x in inv for w in x["wallets"]}
+    logins = {d["login"].split(".")[0] for d in store.detections(limit=500).items
+              if d.get("login")}
+    assert "liwei88" in logins and len(personal) > 20
+    home = next(x for x in inv if x["entity_id"] == "E-300")
+    assert any("held by user liwei88 from" in r for r in home["reasons"])
+
+    def clean(text: str, what: str) -> None:
+        for value in personal | logins:
+            assert value not in text and json.dumps(value)[1:-1] not in text, (what, value)
+
+    k = keys["analyst"]
+    page = get(base, "/v1/leads", k, week=WEEK, limit=100, evidence="true").json()["items"]
+    clean(json.dumps(page), "list")
+    mine = next(x for x in page if x["lead_id"] == home["lead_id"])
+    assert any(r.startswith("radius record") and "held by user [redacted] from 2026-03-02"
+               in r for r in mine["reasons"])  # the reason stays, the user goes
+    assert any(r.startswith("1 detection(s) linked to [redacted] (best link")
+               for r in mine["reasons"])
+    one = get(base, f"/v1/leads/{home['lead_id']}", k).json()
+    clean(json.dumps(one), "one lead")
+    assert one["reasons"] == mine["reasons"]
+    for fmt in ("jsonl", "csv", "stix"):
+        r = get(base, "/v1/exports/leads", k, week=WEEK, limit=100, format=fmt)
+        assert r.status_code == 200
+        clean(r.text, fmt)
+    full = get(base, "/v1/exports/leads", keys["investigator"], week=WEEK, format="stix").text
+    assert "bc1q" in full  # investigators' STIX keeps the wallets
+
+
+def _strings(value) -> str:
+    """Every string (keys too) inside a JSON value, one a line, as they are."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "\n".join(f"{k}\n{_strings(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "\n".join(_strings(v) for v in value)
+    return ""
+
+
+def test_analysts_get_no_logins_or_wallets_inside_evidence_lines(served):
+    base, keys, _ = served
+    for path in ("/v1/sessions", "/v1/contacts"):
+        inv = get(base, path, keys["investigator"], limit=500).json()["items"]
+        ana = get(base, path, keys["analyst"], limit=500).json()["items"]
+        assert [x["id"] for x in inv] == [x["id"] for x in ana]
+        assert inv or path == "/v1/contacts"  # the sample ISP has no pool contacts
+        for full, red in zip(inv, ana):
+            assert not {"login", "wallet", "subscriber_id"} & set(red)
+            text = _strings(red)
+            for name in ("login", "wallet"):
+                if full.get(name):
+                    assert full[name] in _strings(full["evidence"])  # was there
+                    assert full[name] not in text, (path, name, full[name])
+    lines = [ln["text"] for x in get(base, "/v1/sessions", keys["analyst"], limit=500)
+             .json()["items"] for ln in x["evidence"].get("lines", [])]
+    assert any('"mining.authorize", "params": ["[redacted]", "x"]' in t for t in lines)
+
+
+def test_investigators_reads_of_sessions_and_contacts_are_audited(served):
+    base, keys, _ = served
+    admin = keys["admin"]
+    contact = {"event_type": "pool_contact", "src_ip": "10.2.1.10", "src_port": 50110,
+               "dest_ip": "203.0.113.60", "dest_port": 17373, "pool": "2Miners",
+               "first_seen": "2026-03-11T14:00:00Z", "last_seen": "2026-03-11T14:08:01Z"}
+    assert _post(base, "/v1/ingest", keys["sensor"], {"records": [contact]}).status_code == 200
+    before = get(base, "/v1/audit", admin, limit=1).json()["items"][0]["id"]
+    sessions = get(base, "/v1/sessions", keys["investigator"], limit=3).json()["items"]
+    contacts = get(base, "/v1/contacts", keys["investigator"], limit=3).json()["items"]
+    get(base, "/v1/sessions", keys["analyst"], limit=3)  # no personal data: not audited
+    new = [e for e in get(base, "/v1/audit", admin, limit=50).json()["items"]
+           if e["id"] > before]
+    by_action = {e["action"]: e for e in new}
+    assert set(by_action) == {"list_sessions", "list_contacts"}, new
+    assert by_action["list_sessions"]["target"] == ",".join(str(x["id"]) for x in sessions)
+    assert by_action["list_contacts"]["target"] == ",".join(str(x["id"]) for x in contacts)
+    assert by_action["list_sessions"]["client"] == "127.0.0.1"
+    assert by_action["list_sessions"]["details"]["n"] == 3
+    assert by_action["list_sessions"]["details"]["subscriber_ids"] == sorted(
+        {x["subscriber_id"] for x in sessions if x["subscriber_id"]})
+
+
+def test_entity_and_audit_filters_are_used_or_refused(served):
+    base, keys, _ = served
+    k = keys["admin"]
+    one = get(base, "/v1/entities", k, entity_id="E-300").json()
+    assert [x["entity_id"] for x in one["items"]] == ["E-300"] and one["next_cursor"] is None
+    assert get(base, "/v1/entities", k, entity_id="E-nobody").json()["items"] == []
+    for name in ("since", "until"):
+        r = get(base, "/v1/entities", k, **{name: "2026-03-02"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", name]
+    r = get(base, "/v1/audit", k, entity_id="E-300")
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "extra_forbidden"
+    assert get(base, "/v1/audit", k, since="2261-01-01").json()["items"] == []
+    assert get(base, "/v1/audit", k, until="1971-01-01").json()["items"] == []
+    assert get(base, "/v1/audit", k, since="2026-01-01").json()["items"]
+
+
+def test_analysts_entities_have_the_fields_entities_have(served):
+    base, keys, _ = served
+    full = get(base, "/v1/entities", keys["investigator"], limit=100).json()["items"]
+    red = get(base, "/v1/entities", keys["analyst"], limit=100).json()["items"]
+    assert [set(x) for x in red] == [set(x) for x in full] and "candidates" not in red[0]
+    assert all(x["subscriber_ids"] == [] and x["entity_name"] in (None, "[redacted]")
+               for x in red)
+
+
+REASONS = [  # (a reason as the linker writes it, what an analyst gets)
+    (("radius record r:1: 192.0.2.5/32 held by user li wei from 2026-03-02T00:00:00Z to open "
+     "end"),
+     ("radius record r:1: 192.0.2.5/32 held by user [redacted] from 2026-03-02T00:00:00Z to "
+     "open end")),
+    (("static record s:2: 198.51.100.0/29 held by subscriber S-1 from 2025-01-01T00:00:00Z to "
+     "open end, through CGNAT to 100.64.0.1"),
+     ("static record s:2: 198.51.100.0/29 held by subscriber [redacted] from "
+     "2025-01-01T00:00:00Z to open end, through CGNAT to 100.64.0.1")),
+    (("ambiguous: 2 different subscribers held 192.0.2.1 at 2026-03-02T10:00:00Z: S-1 and "
+     "user 'bob' (not in the registry)"),
+     "ambiguous: 2 different subscribers held 192.0.2.1 at 2026-03-02T10:00:00Z: [redacted]"),
+    ("corroborated by dhcp and radius for S-3001",
+     "corroborated by dhcp and radius for [redacted]"),
+    ("RADIUS user 'eve' is not in the registry",
+     "RADIUS user '[redacted]' is not in the registry"),
+    ("MAC 00:11:22:33:44:55 is not in the registry", "MAC [redacted] is not in the registry"),
+    ("2 detection(s) linked to Harbour Compute Ltd (best link 1.00)",
+     "2 detection(s) linked to [redacted] (best link 1.00)"),
+    ("paid to bc1qexamplewallet and S-77 (S-770 is another)",
+     "paid to [redacted] and [redacted] (S-770 is another)"),
+    ("energy per day assumes the estimated draw runs all day",
+     "energy per day assumes the estimated draw runs all day"),
+]
+
+
+@pytest.mark.parametrize(("reason", "shown"), REASONS)
+def test_reasons_keep_their_sense_without_the_personal_token(reason, shown):
+    from poolwatch_api.app import redact_text
+
+    assert redact_text(reason, ["bc1qexamplewallet", "S-77"]) == shown

@@ -464,3 +464,14 @@ def test_leads_csv_and_jsonl(leads, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "leads.jsonl").read_text("utf-8").splitlines()]
     assert [x["lead_id"] for x in lines] == [lead["lead_id"] for lead in leads]
     assert lines[0]["event_type"] == "lead" and lines[0]["evidence"] == leads[0]["evidence"]
+
+
+def test_stix_wallets_only_with_personal_data(leads):
+    """A wallet names its holder as surely as a login: analysts' bundles have none."""
+    wallets = {w for lead in leads for w in lead["wallets"]}
+    assert len(wallets) >= 3
+    redacted = stix_bundle(leads, include_personal=False)
+    assert not [w for w in wallets if w in redacted]
+    full = json.loads(stix_bundle(leads, include_personal=True))["objects"]
+    shown = {w for o in full for w in o.get("x_poolwatch_wallets", [])}
+    assert shown == wallets  # unattributed leads' wallets too

@@ -449,6 +449,57 @@ def test_api_keys_keep_only_the_hash_of_their_secret(store):
         store.create_key("x", "root")
 
 
+def test_values_beyond_64_bits_refuse_the_batch_naming_record_and_field(store):
+    """Times and ports that do not fit the int64 columns are the caller's error (a
+    ValueError naming the record and the field), never a database error; nothing of the
+    batch is stored."""
+    good = {"event_type": "stratum_session", "src_ip": "192.0.2.9", "src_port": 4000,
+            "dest_port": 3333, "first_seen": "2026-03-02T10:00:00Z"}
+    for bad, field in (({"first_seen": 1e300}, "first_seen"),
+                       ({"first_seen": 2**63}, "first_seen"),
+                       ({"last_seen": -(2**64)}, "last_seen"),
+                       ({"first_seen": None, "timestamp": "9999-01-01"}, "timestamp"),
+                       ({"src_port": 10**30}, "src_port"), ({"dest_port": 65536}, "dest_port"),
+                       ({"src_port": -1}, "src_port")):
+        with pytest.raises(ValueError, match=rf"^record 2: {field} "):
+            store.ingest([good, {**good, "src_port": 4001}, {**good, **bad}])
+    assert store.counts()["detections"] == 0
+    near = {**good, "first_seen": 2**63 - 1, "hashrate_hs": 10**400, "src_port": 65535}
+    assert store.ingest([near]).inserted == 1  # the edge fits; a float overflow is no value
+    assert store.records()[0]["first_seen"] == 2**63 - 1
+    assert store.detection(2**63) is None and store.detection(-(2**63) - 1) is None
+
+
+def test_nul_in_text_and_json_is_stored_not_a_database_error(store):
+    """PostgreSQL holds no NUL in text or JSONB: what goes in has it replaced by U+FFFD
+    (SQLite keeps it); lookups with one find nothing instead of failing."""
+    nul = "\x00"
+    shown = "\ufffd" if store.backend == "postgresql" else nul
+    rec = {"event_type": "stratum_session", "src_ip": "192.0.2.9", "src_port": 4000,
+           "first_seen": "2026-03-02T10:00:00Z", "login": f"eve{nul}.x", "worker": f"x{nul}",
+           "wallet": f"w{nul}", "pool": f"p{nul}", "evidence": {f"k{nul}": [f"v{nul}", 1]}}
+    assert store.ingest([rec], idempotency_key=f"b{nul}", source=f"s{nul}").inserted == 1
+    assert store.ingest([rec], idempotency_key=f"b{nul}").replayed  # the same key again
+    (row,) = store.detections().items
+    assert row["login"] == f"eve{shown}.x" and row["evidence"] == {f"k{shown}": [f"v{shown}", 1]}
+    key_id, _ = store.create_key(f"team{nul}", "analyst")
+    assert store.list_keys()[0]["name"] == f"team{shown}"
+    store.audit(key_id, "get_lead", f"t{nul}", f"c{nul}", {f"d{nul}": f"e{nul}"})
+    entry = store.audit_entries().items[0]
+    assert (entry["target"], entry["client"], entry["details"]) == (
+        f"t{shown}", f"c{shown}", {f"d{shown}": f"e{shown}"})
+    assert store.get_lead(f"lead{nul}") is None
+    assert store.detections(entity_id=f"E{nul}").items == []
+    assert store.entities(entity_id=f"E{nul}").items == []
+    assert store.list_leads(region=f"r{nul}", pool=f"p{nul}").items == []
+
+
+def test_entities_by_id(isp_store):
+    assert [e["entity_id"] for e in isp_store.entities(entity_id="E-300").items] == ["E-300"]
+    assert isp_store.entities(entity_id="E-300").items[0]["subscriber_ids"] == ["S-3001"]
+    assert isp_store.entities(entity_id="nobody").items == []
+
+
 def test_the_audit_log_refuses_updates_and_deletes_in_the_database(store):
     key_id, _ = store.create_key("investigator", "investigator")
     ids = [store.audit(key_id, "get_lead", f"lead-{i}", "198.51.100.7", {"n": i})

@@ -172,7 +172,8 @@ class Lead(BaseModel):
     with its estimated hashrate and power (time-weighted over concurrent sessions, with a
     95 % interval), status in the week, confidence and the reasons for all of it. For
     analysts ``entity_name``, ``registration_number`` and ``address`` are `[redacted]`,
-    ``subscriber_ids`` is empty and reasons naming them are `[redacted]`. Times in integer
+    ``subscriber_ids`` and ``wallets`` are empty, and inside reasons the personal token
+    (user, subscriber, MAC, entity…) is `[redacted]`, the rest of the reason kept. Times in integer
     nanoseconds since 1970 (UTC) unless said otherwise."""
 
     model_config = ConfigDict(extra="forbid")
@@ -230,7 +231,8 @@ class LeadPage(BaseModel):
 class Detection(BaseModel):
     """A stored session or pool contact: the record as the sensor or scan sent it (times as
     integer nanoseconds; field list in docs/records.md), plus what the store adds. Analysts
-    do not get ``login``, ``wallet`` and ``subscriber_id``."""
+    do not get ``login``, ``wallet`` and ``subscriber_id``, and those and the worker names
+    are `[redacted]` inside ``evidence`` (the Stratum lines quote them)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -258,8 +260,7 @@ class DetectionPage(BaseModel):
 
 class Entity(BaseModel):
     """A registry entity with its subscribers. For analysts the personal fields are
-    `[redacted]`, ``subscriber_ids`` is empty, and ``candidates`` and ``reasons`` (always
-    empty) are added by the redaction."""
+    `[redacted]` and ``subscriber_ids`` is empty."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -274,8 +275,6 @@ class Entity(BaseModel):
     extra: dict[str, Any]
     updated_at: int
     subscriber_ids: list[str]
-    candidates: list[Any] | None = Field(None, description="analysts' view only (empty)")
-    reasons: list[Any] | None = Field(None, description="analysts' view only (empty)")
 
 
 class EntityPage(BaseModel):
@@ -385,8 +384,10 @@ class AuditEntry(BaseModel):
     at: int = Field(description="ns")
     key_id: int | None
     action: str = Field(description="get_lead, list_leads, export_leads, who_held, "
-                                    "evidence_pcap, list_entities, create_key")
-    target: str | None = Field(description="what was read: lead ids, address@time, …")
+                                    "evidence_pcap, list_entities, list_sessions, "
+                                    "list_contacts, create_key")
+    target: str | None = Field(description="what was read: lead, entity or detection ids, "
+                                           "address@time, …")
     client: str | None = Field(description="the client's address")
     details: dict[str, Any]
 
@@ -475,7 +476,9 @@ LEADS_CURSOR = ("WyJsIiwxNzcyNDA5NjAwMDAwMDAwMDAwLCItcG93ZXJfdyIsNTU1OC4yMTUsIjE
                 "ODIxZDEiXQ")  # ["l", week, "-power_w", 5558.215, "12ae4e15ef9821d1"]
 DETECTIONS_CURSOR = "WyJkIiwxNzcyNDMyNDAzMTM5NjcwMDAwLDFd"  # ["d", first_seen, id 1]
 ENTITIES_CURSOR = "WyJlIiwiRS0yMDAiXQ"  # ["e", "E-200"]
-UNUSED = "accepted but not used by this listing"
+# Text parameters end up in SQL: PostgreSQL cannot hold NUL, so none may carry one (422).
+NO_NUL = r"^[^\x00]*$"
+INT64_MAX = 2**63 - 1  # the largest id the store can hold
 
 
 class LeadQuery(BaseModel):
@@ -509,13 +512,16 @@ class LeadQuery(BaseModel):
         examples={"home": ("households", "residential"),
                   "datacentre": ("data centres", "datacentre")})
     region: str | None = _param(
-        Query, None, max_length=128, description="the registry's region, as it spells it",
+        Query, None, max_length=128, pattern=NO_NUL,
+        description="the registry's region, as it spells it",
         examples={"Hebei": ("a province", "Hebei")})
     coin: str | None = _param(
-        Query, None, max_length=32, description="a coin the lead mined (any case)",
+        Query, None, max_length=32, pattern=NO_NUL,
+        description="a coin the lead mined (any case)",
         examples={"BTC": ("Bitcoin", "BTC"), "XMR": ("Monero", "XMR")})
     pool: str | None = _param(
-        Query, None, max_length=256, description="a pool the lead mined to (name, any case)",
+        Query, None, max_length=256, pattern=NO_NUL,
+        description="a pool the lead mined to (name, any case)",
         examples={"AntPool": ("AntPool", "AntPool"), "2Miners": ("2Miners", "2Miners")})
     address: str | None = _param(
         Query, None, max_length=64, pattern=r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$",
@@ -534,8 +540,8 @@ class LeadQuery(BaseModel):
                         examples={"page": ("the default page", 50),
                                   "max": ("the largest page", MAX_PAGE)})
     cursor: str | None = _param(
-        Query, None, max_length=512, description="`next_cursor` of the previous page "
-        "(same filters and sort)",
+        Query, None, max_length=512, pattern=NO_NUL, description="`next_cursor` of the "
+        "previous page (same filters and sort)",
         examples={"next": ("after the first lead of ?week=2026-03-02&limit=1",
                            LEADS_CURSOR)})
 
@@ -561,19 +567,18 @@ class ExportQuery(LeadQuery):
 
 
 class PageQuery(BaseModel):
+    """Paging, which every listing has; each listing's model adds its own filters, so a
+    filter one listing lacks is a 422 there (``extra="forbid"``), never silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
-    since: Moment | None = Query(None, description="seen at or after (ISO 8601)")
-    until: Moment | None = Query(None, description="seen before (ISO 8601)")
-    entity_id: str | None = Query(None, max_length=128, description="the registry's entity")
     limit: int = Query(50, ge=1, le=MAX_PAGE, description="items per page")
-    cursor: str | None = Query(None, max_length=512, description="`next_cursor` of the "
-                                                                 "previous page")
+    cursor: str | None = Query(None, max_length=512, pattern=NO_NUL,
+                               description="`next_cursor` of the previous page")
 
 
 class DetectionQuery(PageQuery):
-    """Filters of ``GET /v1/sessions`` and ``GET /v1/contacts`` (the same as PageQuery's,
-    with examples)."""
+    """Filters of ``GET /v1/sessions`` and ``GET /v1/contacts``."""
 
     since: Moment | None = _param(
         Query, None, description="last seen at or after (ISO 8601; no offset: UTC)",
@@ -582,30 +587,35 @@ class DetectionQuery(PageQuery):
         Query, None, description="first seen before (ISO 8601; no offset: UTC)",
         examples={"day": ("before 3 March", "2026-03-03T00:00:00Z")})
     entity_id: str | None = _param(
-        Query, None, max_length=128, description="linked to this registry entity (as of "
-        "the last lead rebuild)", examples={"E-300": ("a household in Hebei", "E-300")})
+        Query, None, max_length=128, pattern=NO_NUL, description="linked to this registry "
+        "entity (as of the last lead rebuild)",
+        examples={"E-300": ("a household in Hebei", "E-300")})
     limit: int = _param(Query, 50, ge=1, le=MAX_PAGE, description="detections per page",
                         examples={"page": ("the default page", 50)})
     cursor: str | None = _param(
-        Query, None, max_length=512, description="`next_cursor` of the previous page",
+        Query, None, max_length=512, pattern=NO_NUL,
+        description="`next_cursor` of the previous page",
         examples={"next": ("after detection 1", DETECTIONS_CURSOR)})
 
 
 class EntityQuery(PageQuery):
-    """``GET /v1/entities`` pages by entity id only."""
+    """``GET /v1/entities``: by entity id; entities have no times, so ``since`` and
+    ``until`` are refused as unknown filters."""
 
-    since: Moment | None = Query(None, deprecated=True, description=UNUSED)
-    until: Moment | None = Query(None, deprecated=True, description=UNUSED)
-    entity_id: str | None = Query(None, max_length=128, deprecated=True, description=UNUSED)
+    entity_id: str | None = _param(
+        Query, None, max_length=128, pattern=NO_NUL, description="only this entity (a page "
+        "of one, or empty)", examples={"E-300": ("a household in Hebei", "E-300")})
     limit: int = _param(Query, 50, ge=1, le=MAX_PAGE, description="entities per page",
                         examples={"page": ("the default page", 50)})
     cursor: str | None = _param(
-        Query, None, max_length=512, description="`next_cursor` of the previous page",
+        Query, None, max_length=512, pattern=NO_NUL,
+        description="`next_cursor` of the previous page",
         examples={"next": ("entities after E-200", ENTITIES_CURSOR)})
 
 
 class AuditQuery(PageQuery):
-    """``GET /v1/audit``: newest first, by time."""
+    """``GET /v1/audit``: newest first, by time (no ``entity_id``: entries name what was
+    read in ``target``)."""
 
     since: Moment | None = _param(
         Query, None, description="at or after (ISO 8601; no offset: UTC)",
@@ -613,11 +623,11 @@ class AuditQuery(PageQuery):
     until: Moment | None = _param(
         Query, None, description="before (ISO 8601; no offset: UTC)",
         examples={"week": ("before 10 March", "2026-03-10T00:00:00Z")})
-    entity_id: str | None = Query(None, max_length=128, deprecated=True, description=UNUSED)
     limit: int = _param(Query, 50, ge=1, le=MAX_PAGE, description="entries per page",
                         examples={"page": ("the default page", 50)})
     cursor: str | None = _param(
-        Query, None, max_length=512, description="`next_cursor` of the previous page",
+        Query, None, max_length=512, pattern=NO_NUL,
+        description="`next_cursor` of the previous page",
         examples={"older": ("entries older than 4209", AUDIT_CURSOR)})
 
 
@@ -656,16 +666,87 @@ def _no_evidence(lead: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in lead.items() if k != "evidence"}
 
 
+# Reasons quote who held an address ("held by user liwei88 from …"), unknown identities
+# ("RADIUS user 'x'", "MAC 00:1a:…") and the entity ("linked to Li Wei (best link …)"):
+# for analysts the personal token goes, the rest of the reason stays.
+# Each pattern has a plain word that must be in the text first (a page of leads is 200-odd
+# reasons: most need no regular expression at all).
+_REASON_PATTERNS = (
+    ("held by ", re.compile(r"(\bheld by [\w-]+ ).+?(?= from \S+ to |, through |$)"),
+     r"\1" + REDACTED),
+    ("'", re.compile(r"(\b(?:subscriber|user|client id|hostname|identity) )'[^']*'"),
+     r"\1'" + REDACTED + "'"),
+    ("MAC ", re.compile(r"(\bMAC )\S+"), r"\1" + REDACTED),
+    ("linked to ", re.compile(r"(\blinked to ).+?(?= \(best link|$)"), r"\1" + REDACTED),
+    (" for ", re.compile(r"(\bcorroborated by .+ for )(.+)$"), r"\1" + REDACTED),
+    ("different subscribers held ", re.compile(r"(\bheld \S+ at \S+: )(.+)$"),
+     r"\1" + REDACTED),
+)
+
+
+def _personal_tokens(item: dict[str, Any]) -> list[str]:
+    """The personal values an item names itself (entity, registration, address, subscriber
+    ids, wallets, logins, candidates' identities), longest first."""
+    found: set[str] = set()
+    for name in (*PERSONAL, "wallets", "wallet", "login", "subscriber_id"):
+        value = item.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v.strip() and v != REDACTED:
+                found.add(v)
+    for c in item.get("candidates") or item.get("link_candidates") or []:
+        if isinstance(c, dict):
+            for v in (c.get("subscriber_id"), str(c.get("identity") or "").partition(":")[2]):
+                if v:
+                    found.add(v)
+    return sorted(found, key=len, reverse=True)
+
+
+def redact_text(text: str, tokens: list[str]) -> str:
+    """``text`` with the personal tokens (as whole words) and identity phrases replaced by
+    ``[redacted]``."""
+    for word, pattern, repl in _REASON_PATTERNS:
+        if word in text:
+            text = pattern.sub(repl, text)
+    for token in tokens:
+        if token in text:
+            text = re.sub(rf"(?<![\w]){re.escape(token)}(?![\w])", REDACTED, text)
+    return text
+
+
 def redact(lead: dict[str, Any]) -> dict[str, Any]:
+    """A lead as an analyst gets it: personal fields `[redacted]` (lists empty), candidates'
+    subscriber ids and identities redacted, and reasons (the lead's and its evidence
+    links') with the personal tokens replaced, the rest of each reason kept."""
+    tokens = _personal_tokens(lead)
     out = dict(lead)
+    for name in (*PERSONAL, "wallets"):
+        if out.get(name) is not None:
+            out[name] = [] if isinstance(out[name], list) else REDACTED
+    if "candidates" in out:
+        out["candidates"] = [{k: (REDACTED if k in ("subscriber_id", "identity") and v
+                                  is not None else v) for k, v in c.items()}
+                             for c in out.get("candidates") or []]
+    if "reasons" in out:
+        out["reasons"] = [redact_text(str(r), tokens) for r in out.get("reasons") or []]
+    if isinstance(out.get("evidence"), list):
+        out["evidence"] = [_redact_evidence_link(e, tokens) for e in out["evidence"]]
+    return out
+
+
+def _redact_evidence_link(e: Any, tokens: list[str]) -> Any:
+    link = e.get("link") if isinstance(e, dict) else None
+    if not isinstance(link, dict) or not link.get("reasons"):
+        return e
+    return {**e, "link": {**link, "reasons": [redact_text(str(r), tokens)
+                                              for r in link["reasons"]]}}
+
+
+def redact_entity(entity: dict[str, Any]) -> dict[str, Any]:
+    """An entity as an analyst gets it: the same fields, personal ones redacted."""
+    out = dict(entity)
     for name in PERSONAL:
         if out.get(name) is not None:
             out[name] = [] if isinstance(out[name], list) else REDACTED
-    out["candidates"] = [{k: (REDACTED if k in ("subscriber_id", "identity") else v)
-                          for k, v in c.items()} for c in out.get("candidates") or []]
-    out["reasons"] = [REDACTED if any(str(lead.get(n) or "\0") in r for n in PERSONAL
-                                      if isinstance(lead.get(n), str)) else r
-                      for r in out.get("reasons") or []]
     return out
 
 
@@ -796,7 +877,8 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
                  "datetime or date, input is too short", "last-week",
                  {"error": "input is too short"}))}}))
     def get_lead(lead_id: Annotated[str, _param(
-                     Path, max_length=64, description="the lead's id (`lead_id` of a listing)",
+                     Path, max_length=64, pattern=NO_NUL,
+                     description="the lead's id (`lead_id` of a listing)",
                      examples={"home": ("a household in Hebei mining to AntPool",
                                         "7e277d8e1cbf14ee"),
                                "datacentre": ("a data centre's two machines",
@@ -848,35 +930,48 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
     @app.get(f"{API_PREFIX}/entities", tags=["leads"], **_doc(
         "analyst", "List the registry's entities",
         "Entities (households, companies, data centres…) of the ISP's registry with their "
-        "subscriber ids, by entity id. Analysts get personal data redacted; investigators' "
-        "pages are audited. `since`, `until` and `entity_id` are accepted but not used "
-        "here.",
+        "subscriber ids, by entity id, or the one `entity_id` asked for. Analysts get "
+        "personal data redacted; investigators' pages are audited. Entities have no times: "
+        "`since` and `until` are refused as unknown filters (422).",
         _ok(EntityPage, "a page of entities", {
             "investigator": ("an investigator's page", {
                 "items": [ENTITY_EXAMPLE], "next_cursor": "WyJlIiwiRS0zMDAiXQ"}),
             "analyst": ("an analyst's page: personal data redacted", {
-                "items": [redact(ENTITY_EXAMPLE)], "next_cursor": "WyJlIiwiRS0zMDAiXQ"})}),
+                "items": [redact_entity(ENTITY_EXAMPLE)],
+                "next_cursor": "WyJlIiwiRS0zMDAiXQ"}),
+            "one": ("`entity_id=E-300`: that entity alone", {
+                "items": [ENTITY_EXAMPLE], "next_cursor": None})}),
         bad={400: {"cursor": ("a cursor of another listing",
                               "cursor: not one this listing gave out")},
              422: {"limit": ("a page too large", _invalid(
                  "less_than_equal", ["query", "limit"], "Input should be less than or "
-                 "equal to 500", "1000", {"le": 500}))}}))
+                 "equal to 500", "1000", {"le": 500})),
+                   "since": ("a time filter: entities have no times", _invalid(
+                       "extra_forbidden", ["query", "since"], "Extra inputs are not "
+                       "permitted", "2026-03-02"))}}))
     def entities(q: Annotated[EntityQuery, Query()],
                  who: Annotated[Principal, Security(principal, scopes=["analyst"])]):
-        page = store.entities(limit=q.limit, cursor=q.cursor)
+        page = store.entities(entity_id=q.entity_id, limit=q.limit, cursor=q.cursor)
         items = page.items
         if who.may("investigator"):
-            store.audit(who.key_id, "list_entities", "", who.client, {"n": len(items)})
+            if items:
+                store.audit(who.key_id, "list_entities",
+                            ",".join(str(x["entity_id"]) for x in items)[:4000], who.client,
+                            {"n": len(items)})
         else:
-            items = [redact(x) for x in items]
+            items = [redact_entity(x) for x in items]
         return {"items": items, "next_cursor": page.next_cursor}
 
-    def _detections(kind: str, q: PageQuery, who: Principal):
+    def _detections(kind: str, action: str, q: DetectionQuery, who: Principal):
         page = store.detections(kind=kind, entity_id=q.entity_id, since=_ts(q.since),
                                 until=_ts(q.until), limit=q.limit, cursor=q.cursor)
         items = page.items
         if not who.may("investigator"):
             items = [_for_analysts(x) for x in items]
+        elif items:  # logins, wallets and subscriber ids: personal data, read in full
+            store.audit(who.key_id, action, ",".join(str(x["id"]) for x in items)[:4000],
+                        who.client, {"n": len(items), "subscriber_ids": sorted(
+                            {x["subscriber_id"] for x in items if x.get("subscriber_id")})})
         return JSONResponse({"items": items, "next_cursor": page.next_cursor})
 
     detection_errors = {
@@ -891,7 +986,9 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
         "agent, worker, coin, shares and the hashrate and power they imply, the evidence "
         "(capture, frames, the Stratum lines) and the link to a subscriber. Filter by the "
         "entity they were linked to and by time. Analysts do not get the `login`, "
-        "`wallet` and `subscriber_id` fields.",
+        "`wallet` and `subscriber_id` fields, and inside the evidence (the Stratum lines "
+        "quote them) login, wallet and worker names are `[redacted]`. Investigators' pages "
+        "are written to the audit log (`list_sessions`, the detection ids).",
         _ok(DetectionPage, "a page of sessions", {
             "investigator": ("an investigator's page", {
                 "items": [SESSION_EXAMPLE], "next_cursor": SESSIONS_NEXT_CURSOR}),
@@ -901,20 +998,21 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
         bad=detection_errors))
     def sessions(q: Annotated[DetectionQuery, Query()],
                  who: Annotated[Principal, Security(principal, scopes=["analyst"])]):
-        return _detections("stratum_session", q, who)
+        return _detections("stratum_session", "list_sessions", q, who)
 
     @app.get(f"{API_PREFIX}/contacts", tags=["detections"], **_doc(
         "analyst", "List pool contacts",
         "Connections to mining pools whose shares could not be read (TLS, or too little "
         "traffic), recognised by DNS answers, TLS names and fingerprints, and pool ports: "
-        "score, reasons and evidence. Same filters and redaction as sessions.",
+        "score, reasons and evidence. Same filters, redaction and audit "
+        "(`list_contacts`) as sessions.",
         _ok(DetectionPage, "a page of pool contacts", {
             "investigator": ("an investigator's page", {
                 "items": [CONTACT_EXAMPLE], "next_cursor": None})}),
         bad=detection_errors))
     def contacts(q: Annotated[DetectionQuery, Query()],
                  who: Annotated[Principal, Security(principal, scopes=["analyst"])]):
-        return _detections("pool_contact", q, who)
+        return _detections("pool_contact", "list_contacts", q, who)
 
     @app.get(f"{API_PREFIX}/stats/weekly", tags=["leads"], **_doc(
         "analyst", "A reporting week in figures",
@@ -998,14 +1096,18 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
     @app.get(f"{API_PREFIX}/audit", tags=["admin"], **_doc(
         "admin", "Read the audit log",
         "Who read personal data, and when: every investigator read (leads, entities, "
-        "addresses, evidence pcaps) and every key created, newest first. The log is "
-        "append-only.",
+        "sessions, contacts, addresses, evidence pcaps) and every key created, newest "
+        "first, between `since` and `until`. The log is append-only; there is no "
+        "`entity_id` filter (an entry names what was read in `target`).",
         _ok(AuditPage, "a page of the log", {"log": ("the latest entries", AUDIT_EXAMPLE)}),
         bad={400: {"cursor": ("a cursor of another listing",
                               "cursor: not one this listing gave out")},
              422: {"since": ("a time that is no time", _invalid(
                  "value_error", ["query", "since"], "Value error, expected an ISO 8601 "
-                 "date or date-time, not a number", "1772409600", {"error": {}}))}}))
+                 "date or date-time, not a number", "1772409600", {"error": {}})),
+                   "entity": ("`entity_id` is no filter of the log", _invalid(
+                       "extra_forbidden", ["query", "entity_id"], "Extra inputs are not "
+                       "permitted", "E-300"))}}))
     def audit(q: Annotated[AuditQuery, Query()],
               who: Annotated[Principal, Security(principal, scopes=["admin"])]):
         page = store.audit_entries(since=_ts(q.since), until=_ts(q.until), limit=q.limit,
@@ -1071,9 +1173,13 @@ def create_app(store, *, rate: float = 50.0, burst: int = 100,
                             "edge_access_20260302.pcap: no such capture file"))},
              422: {"id": ("an id that is no number", _invalid(
                  "int_parsing", ["path", "detection_id"], "Input should be a valid "
-                 "integer, unable to parse string as an integer", "latest"))}}))
+                 "integer, unable to parse string as an integer", "latest")),
+                   "large": ("an id beyond 64 bits (no detection has one)", _invalid(
+                       "less_than_equal", ["path", "detection_id"], "Input should be less "
+                       f"than or equal to {INT64_MAX}", str(2**63), {"le": INT64_MAX}))}}))
     def evidence(detection_id: Annotated[int, _param(
-                     Path, description="the session's `id` (from `/v1/sessions`)",
+                     Path, ge=1, le=INT64_MAX,
+                     description="the session's `id` (from `/v1/sessions`)",
                      examples={"home": ("the household's AntPool session", 6)})],
                  who: Annotated[Principal, Security(principal, scopes=["investigator"])]):
         record = store.detection(detection_id)
@@ -1220,8 +1326,35 @@ def _invalid(kind: str, loc: list[str | int], msg: str, value: Any,
 
 
 def _for_analysts(record: dict[str, Any]) -> dict[str, Any]:
-    """A detection as an analyst gets it."""
-    return {k: v for k, v in record.items() if k not in ANALYSTS_DO_NOT_GET}
+    """A detection as an analyst gets it: no login, wallet or subscriber id, and neither
+    they nor the worker name inside the evidence (the Stratum lines quote them verbatim;
+    "wallet format of bc1q…" quotes a wallet's start)."""
+    out = {k: v for k, v in record.items() if k not in ANALYSTS_DO_NOT_GET}
+    tokens = [str(record[k]) for k in ("login", "wallet", "worker", "subscriber_id")
+              if isinstance(record.get(k), str) and len(record[k].strip()) > 1]
+    tokens += [str(w) for w in record.get("workers") or [] if isinstance(w, str)
+               and len(w.strip()) > 1]
+    wallet = record.get("wallet")
+    if isinstance(wallet, str) and len(wallet) > 12:
+        tokens.append(wallet[:12] + "…")
+    tokens = sorted(set(tokens), key=len, reverse=True)
+    if tokens and "evidence" in out:
+        out["evidence"] = _scrub(out["evidence"], tokens)
+    return out
+
+
+def _scrub(value: Any, tokens: list[str]) -> Any:
+    """Every string inside ``value`` with the tokens (as whole words) replaced."""
+    if isinstance(value, str):
+        for token in tokens:
+            if token in value:
+                value = re.sub(rf"(?<![\w]){re.escape(token)}(?![\w])", REDACTED, value)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, tokens) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, tokens) for v in value]
+    return value
 
 
 def _doc(scope: str | None, summary: str, description: str, ok: dict[int, dict[str, Any]],

@@ -463,7 +463,8 @@ def stix_bundle(leads: list[Mapping[str, Any]], *, include_personal: bool,
     instead of duplicating them.
 
     Per lead: an ``identity`` (the entity; its name, registration number and address only
-    with ``include_personal``, else named ``redacted <lead_id>``), ``ipv4-addr`` /
+    with ``include_personal``, else named ``redacted <lead_id>``; wallets only with it
+    too), ``ipv4-addr`` /
     ``ipv6-addr`` for its source addresses, an ``observed-data`` per session or contact
     (with its ``network-traffic`` 5-tuple), an ``infrastructure`` per pool (by name, and
     by address), and ``relationship`` objects between them; lead figures are
@@ -522,7 +523,6 @@ def stix_bundle(leads: list[Mapping[str, Any]], *, include_personal: bool,
             "x_poolwatch_energy_kwh_per_day": lead.get("energy_kwh_per_day"),
             "x_poolwatch_pools": list(lead.get("pools") or []),
             "x_poolwatch_coins": list(lead.get("coins") or []),
-            "x_poolwatch_wallets": list(lead.get("wallets") or []),
             "x_poolwatch_workers": list(lead.get("workers") or []),
         }
         for name in ("hashrate_hs", "hashrate_hs_low", "hashrate_hs_high", "power_w",
@@ -544,6 +544,8 @@ def stix_bundle(leads: list[Mapping[str, Any]], *, include_personal: bool,
             # not just "redacted": platforms that merge identities by name would fold every
             # redacted entity into one
             name = f"{REDACTED} {lead_id}"
+        if include_personal:  # a wallet names its holder as surely as a login does
+            props["x_poolwatch_wallets"] = list(lead.get("wallets") or [])
         props = {k: v for k, v in props.items() if v is not None and v != []}
         ident = objects.add(stix2.Identity(
             # the redacted and the named identity are different objects: neither may

@@ -249,7 +249,7 @@ def _float(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # overflow: an int beyond any float
         return None
     return number if math.isfinite(number) else None
 
@@ -259,7 +259,7 @@ def _int(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # overflow: an infinite float
         return None
 
 
@@ -268,6 +268,52 @@ def _str(value: Any, size: int | None = None) -> str | None:
         return None
     out = str(value)
     return out[:size] if size else out
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+NUL, NUL_REPLACEMENT = "\x00", "\ufffd"
+
+
+def _no_nul(value: Any) -> Any:
+    """``value`` with every NUL character in its text (keys too) replaced by U+FFFD:
+    PostgreSQL's text and JSONB cannot hold NUL, and a miner may send one in a login."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_REPLACEMENT) if NUL in value else value
+    if isinstance(value, Mapping):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_nul(v) for v in value]
+    return value
+
+
+def _pg_json_dumps(value: Any) -> str:
+    """JSON text for PostgreSQL's JSONB, which refuses the escape ``\\u0000``: only a
+    document that has one is walked (a plain ``in`` test on the text otherwise)."""
+    out = json.dumps(value)
+    return json.dumps(_no_nul(value)) if "\\u0000" in out else out
+
+
+def _pg_params(parameters: Any) -> Any:
+    """Statement parameters with NUL replaced in their text (the one cleaning step for
+    everything bound into PostgreSQL: inserted values, filters, looked-up ids)."""
+    if isinstance(parameters, Mapping):
+        if any(type(v) is str and NUL in v for v in parameters.values()):
+            return {k: _no_nul(v) if type(v) is str else v for k, v in parameters.items()}
+        return parameters
+    if isinstance(parameters, (list, tuple)):
+        if parameters and isinstance(parameters[0], Mapping):
+            return type(parameters)(_pg_params(p) for p in parameters)
+        if any(type(v) is str and NUL in v for v in parameters):
+            return type(parameters)(_no_nul(v) if type(v) is str else v for v in parameters)
+    return parameters
+
+
+def _int64(value: int, what: str) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        shown = value if abs(value) < 10**24 else f"{float(value):.3g}"
+        raise ValueError(f"{what} {shown} does not fit in 64 bits (nanoseconds: years "
+                         f"1678 to 2262)")
+    return value
 
 
 def _packed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
@@ -295,9 +341,15 @@ def _detection_row(raw: Any, index: int) -> dict[str, Any]:
     try:
         for name in ("timestamp", "first_seen", "last_seen"):
             if rec.get(name) is not None:
-                rec[name] = to_ns(rec[name])
-    except ValueError as exc:
+                rec[name] = _int64(to_ns(rec[name]), name)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"record {index}: {exc}") from None
+    ports = {}
+    for name in ("src_port", "dest_port"):
+        port = _int(rec.get(name))
+        if port is not None and not 0 <= port <= 65535:
+            raise ValueError(f"record {index}: {name} {port!r} is not a port (0-65535)")
+        ports[name] = port
     first = rec.get("first_seen") if rec.get("first_seen") is not None else rec.get("timestamp")
     if first is None or not rec.get("src_ip"):
         raise ValueError(f"record {index}: a detection needs src_ip and first_seen")
@@ -321,9 +373,9 @@ def _detection_row(raw: Any, index: int) -> dict[str, Any]:
         "natural_key": hashlib.sha256(basis.encode()).hexdigest(),
         "community_id": _str(cid, 64),
         "src_ip": str(rec["src_ip"])[:64],
-        "src_port": _int(rec.get("src_port")),
+        "src_port": ports["src_port"],
         "dest_ip": _str(rec.get("dest_ip"), 64),
-        "dest_port": _int(rec.get("dest_port")),
+        "dest_port": ports["dest_port"],
         "first_seen": int(first),
         "last_seen": int(last),
         "pool": _str(rec.get("pool"), 256),
@@ -409,7 +461,15 @@ def _make_engine(url: URL) -> Engine:
         return engine
     if backend == "postgresql":
         connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
-        return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True,
+                               json_serializer=_pg_json_dumps)
+
+        @event.listens_for(engine, "before_cursor_execute", retval=True)
+        def _pg_clean(conn, cursor, statement, parameters, context, executemany):
+            # PostgreSQL refuses NUL in text: a value with one would be a server error
+            return statement, _pg_params(parameters)
+
+        return engine
     raise StoreError(f"cannot open store {safe_url(url)}: poolwatch stores live in SQLite "
                      f"(sqlite:///FILE) or PostgreSQL (postgresql://USER@HOST/DB), not "
                      f"{backend}")
@@ -753,8 +813,11 @@ class Store:
 
     def detection(self, detection_id: int) -> dict[str, Any] | None:
         """One detection by id (as in ``detections``), or None."""
+        detection_id = int(detection_id)
+        if not INT64_MIN <= detection_id <= INT64_MAX:  # no such id could be stored
+            return None
         with self._read() as s:
-            row = s.get(Detection, int(detection_id))
+            row = s.get(Detection, detection_id)
             return _detection_dict(row) if row else None
 
     # ---------------------------------------------------------------- registry
@@ -791,10 +854,14 @@ class Store:
         return len(entities), len(subscribers)
 
     def entities(self, *, entity_type: str | None = None, region: str | None = None,
-                 limit: int = 50, cursor: str | None = None) -> Page:
-        """Registry entities by id, each with its ``subscriber_ids``."""
+                 entity_id: str | None = None, limit: int = 50,
+                 cursor: str | None = None) -> Page:
+        """Registry entities by id, each with its ``subscriber_ids`` (``entity_id``: that
+        one entity, as a page of at most one)."""
         limit = _limit(limit)
         q = select(Entity)
+        if entity_id is not None:
+            q = q.where(Entity.entity_id == str(entity_id))
         if entity_type is not None:
             q = q.where(Entity.entity_type == entity_type)
         if region is not None:
