@@ -129,7 +129,7 @@ def _count(path: Path) -> tuple[int, int]:
 class Veth:
     """Two namespaces joined by a veth pair; deleted by :meth:`close` (and on exit)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rps_cpu: int | None = None) -> None:
         tag = uuid.uuid4().hex[:6]
         self.send_ns, self.cap_ns = f"pwbench-send-{tag}", f"pwbench-cap-{tag}"
         self.send_if, self.cap_if = f"pwbs{tag}", f"pwbc{tag}"
@@ -146,6 +146,13 @@ class Veth:
                       "mtu", "65535")
             self._run("ip", "-n", self.send_ns, "link", "set", self.send_if, "up")
             self._run("ip", "-n", self.cap_ns, "link", "set", self.cap_if, "up")
+            if rps_cpu is not None:
+                # Receive Packet Steering: the kernel's receive work for the capture side
+                # (packet socket delivery, BPF, the copy into the ring) runs on this core
+                # instead of the sender's, as a NIC's interrupt work runs on the core that
+                # takes its queue
+                self._run("ip", "netns", "exec", self.cap_ns, "sh", "-c",
+                          f"echo {1 << rps_cpu:x} > /sys/class/net/{self.cap_if}/queues/rx-0/rps_cpus")
         except BaseException:
             self.close()
             raise
@@ -417,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--copies", type=int, default=4, help="copies of the merged input (make_bench_pcap)")
     ap.add_argument("--cpu", type=int, default=0, help="core of the capture process")
     ap.add_argument("--sender-cpu", type=int, default=1, help="core of tcpreplay")
+    ap.add_argument("--rps", choices=("capture", "sender"), default="sender",
+                    help="which core does the kernel's receive work for the capture side: "
+                         "the sender's (veth's default) or the capture core (RPS; as a NIC's "
+                         "queue interrupt on the sensor's own core)")
     ap.add_argument("--seconds", type=float, default=8.0, help="about how long each step sends")
     ap.add_argument("--start-mbps", type=float, default=250.0)
     ap.add_argument("--max-mbps", type=float, default=16000.0)
@@ -439,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({size / packets:.0f} B per packet)")
     os.sched_setaffinity(0, {args.cpu})
     load = Path("/proc/loadavg").read_text().split()[:3]
-    link = Veth()
+    link = Veth(args.cpu if args.rps == "capture" else None)
     try:
         log("warm-up (numba's cache, imports): one untimed pass")
         run_step(argparse.Namespace(**{**vars(args), "seconds": 0.1}), link, pcap, size,
@@ -454,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     ring_mb = args.block_size * args.block_count / 2**20
     print(f"input: {packets:,} packets, {size / 1e6:.1f} MB of frames ({size / packets:.0f} B avg); "
           f"ring {args.block_count} × {args.block_size >> 10} KB = {ring_mb:.0f} MB; capture on core "
-          f"{args.cpu}, tcpreplay on core {args.sender_cpu}; load average at start {' '.join(load)}")
+          f"{args.cpu}, tcpreplay on core {args.sender_cpu}, receive work on the {args.rps} core; load average at start {' '.join(load)}")
     print()
     print(table(results))
     print()
