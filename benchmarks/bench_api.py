@@ -731,9 +731,15 @@ def cpu_times() -> list[tuple[int, int]]:
 
 
 def proc_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children (``serve --workers``)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(proc_cpu_s(int(c)) for c in children)
 
 
 class Connection:
@@ -939,10 +945,11 @@ class Server:
     ``stub_bytes``, a bare uvicorn app that answers every request with that many bytes of
     JSON instead (to measure the generator itself)."""
 
-    def __init__(self, url: str, cpu: str, log: Path, stub_bytes: int = 0) -> None:
+    def __init__(self, url: str, cpu: str, log: Path, stub_bytes: int = 0,
+                 workers: int = 1) -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "poolwatch.cli", "serve", "--db", url, "--host",
-               "127.0.0.1", "--port", str(self.port)]
+               "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
         if stub_bytes:
             cmd = [sys.executable, "-c", STUB, str(self.port), str(stub_bytes)]
         if cpu:
@@ -1060,7 +1067,7 @@ def run_backend(args, backend: str) -> dict[str, Any]:
     keys = [store.create_key(f"bench-api-{i}", args.scope) for i in range(args.keys)]
     store.close()
     log = Path(args.workdir) / f"serve-{backend}.log"
-    server = Server(url, args.server_cpu, log)
+    server = Server(url, args.server_cpu, log, workers=args.workers)
     steps = []
     try:
         server.wait()
@@ -1142,6 +1149,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="investigator: every list is also an audit-log write")
     ap.add_argument("--server-cpu", default="0", help="taskset list for the server ('': none)")
     ap.add_argument("--client-cpu", default="1", help="cores for the generator ('': none)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="poolwatch serve --workers (with 2, also pass --server-cpu '' "
+                         "--client-cpu '' to let them use both cores)")
     ap.add_argument("--workdir", default="/tmp/poolwatch-bench-api")
     ap.add_argument("--pg-schema", default="pwbench")
     ap.add_argument("--seed", type=int, default=6)

@@ -471,3 +471,54 @@ def test_reasons_keep_their_sense_without_the_personal_token(reason, shown):
     from poolwatch_api.app import redact_text
 
     assert redact_text(reason, ["bc1qexamplewallet", "S-77"]) == shown
+
+
+def test_serve_with_worker_processes(tmp_path):
+    """`poolwatch serve --workers 2`: two processes on one port, one store; SIGTERM to the
+    parent stops them all."""
+    import signal
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from poolwatch.cli import app
+
+    db = f"sqlite:///{tmp_path / 'leads.db'}"
+    runner = CliRunner()
+    made = runner.invoke(app, ["keys", "create", "--scope", "analyst", "--name", "w", "--db", db])
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip().splitlines()[-1]
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "poolwatch.cli", "serve", "--db", db,
+                             "--port", str(port), "--workers", "2", "--rate", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/health", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(proc.stdout.read().decode() if proc.poll() is not None
+                                         else "serve did not start") from None
+                time.sleep(0.2)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        # a new connection each time: the kernel hands them to either worker
+        codes = [httpx.get(base + "/v1/leads", headers={"X-API-Key": secret}).status_code
+                 for _ in range(20)]
+        assert codes == [200] * 20
+        assert runner.invoke(app, ["keys", "revoke", "1", "--db", db]).exit_code == 0
+        codes = [httpx.get(base + "/v1/leads", headers={"X-API-Key": secret}).status_code
+                 for _ in range(10)]
+        assert codes == [401] * 10  # both workers read the one store
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert not any(Path(f"/proc/{c}").exists() for c in children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import contextlib
 from contextlib import contextmanager
 import logging
 import os
@@ -19,7 +20,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -836,6 +837,9 @@ def serve(
     keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     subscribers: SubscribersOption = None,
     rate: Annotated[float, typer.Option(help="requests per second per key (burst: 2x).")] = 50.0,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, help="server processes sharing the port (one per core); each gets "
+        "rate/workers of every key's rate.")] = 1,
 ) -> None:
     """Run the lead API (FastAPI under uvicorn; docs/api.md). With --subscribers, the ISP
     records answer `GET /v1/addresses/{ip}`."""
@@ -849,7 +853,8 @@ def serve(
 
     store = _open_store(db)
     isp = _isp_records(subscribers) if subscribers else None
-    app_ = create_app(store, rate=rate, burst=max(1, int(2 * rate)),
+    share = rate / workers  # the kernel spreads connections over the workers
+    app_ = create_app(store, rate=share, burst=max(1, int(2 * share)),
                       isp_loader=(lambda: isp) if isp is not None else None)
     # What is loaded now (fingerprints, ISP records, the app) lives as long as the server:
     # frozen out of the collector, full collections stop walking it (they were the 60-70 ms
@@ -861,12 +866,59 @@ def serve(
     scheme = "https" if certfile else "http"
     err.print(f"serving {escape(store.url)} on {scheme}://{host}:{port} (docs at /docs)",
               highlight=False)
+    tls = {"ssl_certfile": str(certfile) if certfile else None,
+           "ssl_keyfile": str(keyfile) if keyfile else None}
     try:
-        uvicorn.run(app_, host=host, port=port, log_level="info",
-                    ssl_certfile=str(certfile) if certfile else None,
-                    ssl_keyfile=str(keyfile) if keyfile else None)
+        if workers == 1:
+            uvicorn.run(app_, host=host, port=port, log_level="info", **tls)
+        else:
+            _serve_forked(app_, store, host, port, workers, tls)
     finally:
         store.close()
+
+
+def _serve_forked(app_: Any, store: Any, host: str, port: int, workers: int,
+                  tls: dict[str, Any]) -> None:
+    """Pre-forked workers on one listening socket: the app, fingerprints and ISP records
+    are loaded once and shared copy-on-write; each child opens its own database
+    connections. SIGTERM or SIGINT to the parent stops every worker."""
+    import signal
+    import socket
+
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=2048)
+    sock.set_inheritable(True)
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            code = 0
+            try:
+                store.engine.dispose(close=False)  # the parent's connections stay its own
+                uvicorn.Server(uvicorn.Config(app_, log_level="info", **tls)).run(
+                    sockets=[sock])
+            except BaseException:  # noqa: BLE001 - a worker reports and exits
+                logging.getLogger("poolwatch.serve").exception("worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    def stop(signum: int, _frame: Any) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = 0
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        failed += os.waitstatus_to_exitcode(status) not in (0, -signal.SIGTERM)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
