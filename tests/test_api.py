@@ -181,6 +181,20 @@ def test_who_held_stats_exports_and_metrics(served):
     assert 'poolwatch_http_requests_total{route="/v1/leads"' in metrics
 
 
+def _started(proc, base: str, **kw) -> httpx.Response:
+    """The /health answer of a `poolwatch serve` process once it listens (its output when it
+    exits first)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(base + "/health", timeout=2, **kw)
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(proc.stdout.read().decode() if proc.poll() is not None
+                                     else "serve did not start") from None
+            time.sleep(0.2)
+
+
 def test_cli_keys_and_serve_over_tls(tmp_path):
     """`poolwatch keys create` then `poolwatch serve --certfile/--keyfile`: a real process,
     HTTPS on loopback."""
@@ -215,16 +229,7 @@ def test_cli_keys_and_serve_over_tls(tmp_path):
                              str(key)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"https://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(base + "/health", verify=trust, timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read().decode() if proc.poll() is not None
-                                         else "serve did not start") from None
-                time.sleep(0.2)
+        health = _started(proc, base, verify=trust)
         assert health.json()["status"] == "ok"
         r = httpx.get(base + "/v1/leads", headers={"X-API-Key": secret}, verify=trust)
         assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
@@ -495,16 +500,7 @@ def test_serve_with_worker_processes(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read().decode() if proc.poll() is not None
-                                         else "serve did not start") from None
-                time.sleep(0.2)
+        _started(proc, base)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 2
         # a new connection each time: the kernel hands them to either worker
