@@ -167,6 +167,14 @@ class _Side:
     records: list[int] = field(default_factory=lambda: [0, 0])
     history: list[tuple[int, int, int]] = field(default_factory=list)  # (first, last, est pkts)
 
+    def add(self, flag: int, packets: int, octets: int, sampling: int) -> None:
+        """One record's counts (as exported, and scaled by the sampling interval)."""
+        self.packets[flag] += packets
+        self.bytes[flag] += octets
+        self.est_packets[flag] += packets * sampling
+        self.est_bytes[flag] += octets * sampling
+        self.records[flag] += 1
+
     def pick(self) -> int:
         """Which direction flag's figures to use: the larger (ingress and egress records of
         the same packets must not add up)."""
@@ -361,21 +369,12 @@ class FlowContactJudge:
             f.sampling = max(f.sampling, n)
             flag = 1 if direction == 1 else 0
             side = f.sides[0 if forward else 1]
-            side.packets[flag] += pk
-            side.bytes[flag] += by
-            side.est_packets[flag] += pk * n
-            side.est_bytes[flag] += by * n
-            side.records[flag] += 1
+            side.add(flag, pk, by, n)
             if len(side.history) >= hist:
                 del side.history[0]
             side.history.append((first, last, pk * n))
             if rpk or rby:  # an RFC 5103 biflow: the reverse direction rides along
-                other = f.sides[1 if forward else 0]
-                other.packets[flag] += rpk
-                other.bytes[flag] += rby
-                other.est_packets[flag] += rpk * n
-                other.est_bytes[flag] += rby * n
-                other.records[flag] += 1
+                f.sides[1 if forward else 0].add(flag, rpk, rby, n)
             f.ended = bool(tcp_flags & (FIN | RST)) or end_reason in ENDED_REASONS
 
     # -- verdicts out ----------------------------------------------------------------------------
