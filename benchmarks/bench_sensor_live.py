@@ -9,8 +9,9 @@ deletes):
   poolwatch's own Stratum and contact samples, concatenated with ``mergecap -a``, records
   that tcpreplay refuses (shorter than an Ethernet header, bad microseconds) dropped, then
   repeated with ``../shared/tools/make_bench_pcap.py`` so each copy makes new flows;
-* ``tcpreplay`` sends it into one end of a veth pair (namespace ``pwbench-send-*``), pinned
-  to ``--sender-cpu``; the kernel's receive work for the other end (packet socket delivery,
+* ``replay_mmsg.py`` (``sendmmsg`` batches; ``--sender tcpreplay`` for tcpreplay, which
+  cannot offer much more than 1 Gbit/s on this machine) sends it into one end of a veth
+  pair (namespace ``pwbench-send-*``), pinned to ``--sender-cpu``; the kernel's receive work for the other end (packet socket delivery,
   the BPF filter, the copy into the ring) runs in the sender's context on that core too;
 * this process, pinned to ``--cpu``, opens a :class:`PacketSocket` in the other namespace and
   runs every batch through ``DetectionPipeline(streaming=True, hash_captures=False)``; with
@@ -51,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "capture"))
 DEFAULT_CORPUS = REPO.parent / "shared" / "peer-corpus" / "ndpi" / "pcap"
 MAKE_BENCH = REPO.parent / "shared" / "tools" / "make_bench_pcap.py"
+REPLAY = Path(__file__).resolve().parent / "replay_mmsg.py"
 SAMPLES = sorted((REPO / "pcaps" / "stratum").glob("*.pcap")) + sorted(
     (REPO / "pcaps" / "contacts").glob("*.pcap"))
 
@@ -175,7 +177,7 @@ class Step:
     mode: str  # "no prefilter" | "prefilter"
     asked_mbps: float | None  # None: --topspeed
     loops: int
-    offered_mbps: float = 0.0  # tcpreplay's "Rated" line
+    offered_mbps: float = 0.0  # the sender's "Rated" line
     offered_pps: float = 0.0
     sent: int = 0
     failed_sends: int = 0
@@ -205,6 +207,18 @@ class Step:
         return self.asked_mbps is not None and self.offered_mbps < 0.9 * self.asked_mbps
 
 
+def sender_command(args, link: Veth, pcap: Path, loops: int, mbps: float | None) -> list[str]:
+    """The replay command, pinned to the sender's core, inside the sending namespace."""
+    if args.sender == "tcpreplay":
+        rate = ["--topspeed"] if mbps is None else [f"--mbps={mbps:g}"]
+        send = ["tcpreplay", "-K", "--no-flow-stats", f"--loop={loops}", *rate, "-i", link.send_if]
+    else:
+        rate = [] if mbps is None else [f"--mbps={mbps:g}"]
+        send = [sys.executable, str(REPLAY), f"--loop={loops}", *rate, "-i", link.send_if]
+    return ["taskset", "-c", str(args.sender_cpu), "ip", "netns", "exec", link.send_ns,
+            *send, str(pcap)]
+
+
 def run_step(args, link: Veth, pcap: Path, size: int, mode: str, mbps: float | None) -> Step:
     from poolwatch_sensor.packet_socket import PacketSocket
     from poolwatch_sensor.prefilter import PrefilterUpdater
@@ -221,10 +235,7 @@ def run_step(args, link: Veth, pcap: Path, size: int, mode: str, mbps: float | N
     if mode == "prefilter":
         updater = PrefilterUpdater(sock, pipe.fp)
         updater.refresh(pipe)
-    rate = ["--topspeed"] if mbps is None else [f"--mbps={mbps:g}"]
-    cmd = ["taskset", "-c", str(args.sender_cpu), "ip", "netns", "exec", link.send_ns,
-           "tcpreplay", "-K", "--no-flow-stats", f"--loop={loops}", *rate, "-i", link.send_if,
-           str(pcap)]
+    cmd = sender_command(args, link, pcap, loops, mbps)
     step.command = " ".join(cmd)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -258,14 +269,14 @@ def run_step(args, link: Veth, pcap: Path, size: int, mode: str, mbps: float | N
         step.filter_instructions = sock.filter_instructions
         step.rebuilds = updater.rebuilds if updater else 0
         step.records += len(pipe.flush())
-        _parse_tcpreplay(step, out + err, proc.returncode)
+        _parse_sender(step, out + err, proc.returncode)
     finally:
         sock.close()
         pipe.close()
     return step
 
 
-def _parse_tcpreplay(step: Step, text: str, code: int) -> None:
+def _parse_sender(step: Step, text: str, code: int) -> None:
     m = re.search(r"Actual: (\d+) packets", text)
     step.sent = int(m.group(1)) if m else 0
     m = re.search(r"Rated: [\d.]+ Bps, ([\d.]+) Mbps, ([\d.]+) pps", text)
@@ -274,7 +285,7 @@ def _parse_tcpreplay(step: Step, text: str, code: int) -> None:
     m = re.search(r"Failed packets:\s+(\d+)", text)
     step.failed_sends = int(m.group(1)) if m else 0
     if code != 0:
-        step.notes.append(f"tcpreplay exit {code}: {text.strip().splitlines()[-1:]}")
+        step.notes.append(f"sender exit {code}: {text.strip().splitlines()[-1:]}")
 
 
 def run_drain(args, link: Veth, pcap: Path, size: int, mode: str, top: Step) -> Step:
@@ -303,9 +314,7 @@ def run_drain(args, link: Veth, pcap: Path, size: int, mode: str, top: Step) -> 
     if mode.startswith("prefilter"):
         updater = PrefilterUpdater(sock, pipe.fp)
         updater.refresh(pipe)
-    cmd = ["taskset", "-c", str(args.sender_cpu), "ip", "netns", "exec", link.send_ns,
-           "tcpreplay", "-K", "--no-flow-stats", f"--loop={loops}", "--topspeed", "-i",
-           link.send_if, str(pcap)]
+    cmd = sender_command(args, link, pcap, loops, None)
     step.command = " ".join(cmd)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -392,7 +401,7 @@ def search(args, link, pcap, size, mode: str) -> tuple[list[Step], str]:
                 f"{'; ' + '; '.join(drain.notes[1:]) if drain.notes[1:] else ''}")
     if good is None:
         return steps, f"{mode}: drops at every rate tried (lowest {args.start_mbps} Mbit/s){capacity}"
-    limit = "sensor-bound" if bad is not None or top.drops else "sender-bound: tcpreplay could send no faster"
+    limit = "sensor-bound" if bad is not None or top.drops else f"sender-bound: {args.sender} could send no faster"
     return steps, (f"{mode}: highest zero-drop rate {good.offered_mbps:.0f} Mbit/s "
                    f"({good.offered_pps / 1e3:.0f} kpps offered, capture core {good.busy:.0%} busy; "
                    f"{limit}){capacity}")
@@ -423,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "poolwatch-bench-live")
     ap.add_argument("--copies", type=int, default=4, help="copies of the merged input (make_bench_pcap)")
     ap.add_argument("--cpu", type=int, default=0, help="core of the capture process")
-    ap.add_argument("--sender-cpu", type=int, default=1, help="core of tcpreplay")
+    ap.add_argument("--sender-cpu", type=int, default=1, help="core of the sender")
+    ap.add_argument("--sender", choices=("mmsg", "tcpreplay"), default="mmsg",
+                    help="replay_mmsg.py (sendmmsg batches; the default: tcpreplay cannot "
+                         "offer much more than 1 Gbit/s here) or tcpreplay")
     ap.add_argument("--rps", choices=("capture", "sender"), default="sender",
                     help="which core does the kernel's receive work for the capture side: "
                          "the sender's (veth's default) or the capture core (RPS; as a NIC's "
@@ -465,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     ring_mb = args.block_size * args.block_count / 2**20
     print(f"input: {packets:,} packets, {size / 1e6:.1f} MB of frames ({size / packets:.0f} B avg); "
           f"ring {args.block_count} × {args.block_size >> 10} KB = {ring_mb:.0f} MB; capture on core "
-          f"{args.cpu}, tcpreplay on core {args.sender_cpu}, receive work on the {args.rps} core; load average at start {' '.join(load)}")
+          f"{args.cpu}, sender ({args.sender}) on core {args.sender_cpu}, receive work on the {args.rps} core; load average at start {' '.join(load)}")
     print()
     print(table(results))
     print()
