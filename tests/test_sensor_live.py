@@ -559,3 +559,28 @@ def test_pyshark_live_engine(link, tmp_path):
     assert got in (want, want + 1)  # + the sentinel, if it came before the deadline
     assert _keys(records) == _keys(scan_detections([p for p, _ in filtered]))
     assert {r.EVENT_TYPE for r in records} == {"stratum_session", "pool_contact"}
+
+
+def test_benchmark_sender_delivers_every_frame_in_order(link):
+    """``benchmarks/replay_mmsg.py``, the live benchmark's sender (batches of ``sendmmsg``),
+    puts every frame of the file on the link byte for byte and in file order, looped as
+    asked: the benchmark's offered load is the file's traffic, nothing more or less."""
+    sample = PCAPS / "stratum" / "stratum_v1_cgminer_sha256d.pcap"
+    frames = [f for f, _ in _file_packets(sample)]
+    got: list[bytes] = []
+    with _socket(link) as sock:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", link.send_ns, sys.executable,
+             str(Path(__file__).resolve().parents[1] / "benchmarks" / "replay_mmsg.py"),
+             "--loop=3", "--batch=7", "-i", link.send_if, str(sample)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(got) < 3 * len(frames):
+            for batch in sock.batches():
+                got += [batch.packet_bytes(i) for i in range(len(batch))]
+        out, err = proc.communicate(timeout=10)
+        assert sock.stats()["drops"] == 0
+    assert proc.returncode == 0, err
+    assert got == frames * 3
+    assert f"Actual: {3 * len(frames)} packets ({3 * sum(map(len, frames))} bytes)" in out
+    assert "Failed packets:          0" in out
