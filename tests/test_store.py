@@ -390,6 +390,30 @@ def test_lead_pages_without_evidence(isp_store):
         x["lead_id"] for x in isp_store.list_leads(cursor=full.next_cursor, limit=7).items]
 
 
+def test_lead_json_fields_left_as_text(isp_store):
+    """``json_as_text`` hands JSON fields on undecoded (orjson.Fragment); written out, the page
+    is the decoded page, on both backends (PostgreSQL's JSONB text has its own spacing)."""
+    import orjson
+
+    from poolwatch.store import LEAD_JSON_FIELDS
+
+    for evidence in (True, False):
+        decoded = isp_store.list_leads(week_start=WEEK, limit=9, evidence=evidence)
+        raw = isp_store.list_leads(week_start=WEEK, limit=9, evidence=evidence,
+                                   json_as_text=LEAD_JSON_FIELDS)
+        assert raw.next_cursor == decoded.next_cursor
+        some = raw.items[0]
+        assert isinstance(some["reasons"], orjson.Fragment)
+        assert isinstance(some["sessions"], int)  # not a JSON field: as before
+        assert orjson.loads(orjson.dumps(raw.items)) == decoded.items
+    part = isp_store.list_leads(week_start=WEEK, limit=3, evidence=False,
+                                json_as_text=frozenset({"src_ips"}))
+    assert isinstance(part.items[0]["src_ips"], orjson.Fragment)
+    assert isinstance(part.items[0]["reasons"], list)
+    with pytest.raises(ValueError, match="status are no JSON fields"):
+        isp_store.list_leads(json_as_text=frozenset({"status"}))
+
+
 def test_pages_are_stable_while_leads_are_written(isp_store):
     from sqlalchemy.orm import Session
 

@@ -4,8 +4,9 @@ live beside them. SQLite by default, PostgreSQL through a URL; Alembic migration
 ``migrations/``.
 """
 
-from .db import (DEFAULT_URL, ENV_VAR, IngestResult, KeyInfo, Page, SchemaOutdated, Store,
-                 StoreError, head_revision, resolve_url, safe_url, to_ns)
+from .db import (DEFAULT_URL, ENV_VAR, LEAD_JSON_FIELDS, IngestResult, KeyInfo, Page,
+                 SchemaOutdated, Store, StoreError, head_revision, resolve_url, safe_url, to_ns)
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "IngestResult", "KeyInfo", "Page", "SchemaOutdated",
-           "Store", "StoreError", "head_revision", "resolve_url", "safe_url", "to_ns"]
+__all__ = ["DEFAULT_URL", "ENV_VAR", "LEAD_JSON_FIELDS", "IngestResult", "KeyInfo", "Page",
+           "SchemaOutdated", "Store", "StoreError", "head_revision", "resolve_url", "safe_url",
+           "to_ns"]

@@ -31,8 +31,11 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (Engine, and_, case, delete, event, exists, func, inspect,
-                        literal_column, or_, select, text, update)
+import orjson
+
+from sqlalchemy import (JSON, Connection, Engine, Text, and_, bindparam, case, cast, delete,
+                        event, exists, func, inspect, literal_column, or_, select, text,
+                        update)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError,
                             SQLAlchemyError)
@@ -286,6 +289,16 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
+def _json_loads(text: str | bytes) -> Any:
+    """JSON columns as Python values: orjson, several times faster than ``json.loads`` on a
+    page of leads; the stdlib for what orjson refuses (NaN or integers past 64 bits, which
+    ``json.dumps`` may have written)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _pg_json_dumps(value: Any) -> str:
     """JSON text for PostgreSQL's JSONB, which refuses the escape ``\\u0000``: only a
     document that has one is walked (a plain ``in`` test on the text otherwise)."""
@@ -441,7 +454,7 @@ def _make_engine(url: URL) -> Engine:
         kw: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         if memory:
             kw["poolclass"] = StaticPool  # one connection, or each would be a new database
-        engine = create_engine(url, **kw)
+        engine = create_engine(url, json_deserializer=_json_loads, **kw)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn, _record) -> None:
@@ -455,14 +468,16 @@ def _make_engine(url: URL) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:
-            write = conn.get_execution_options().get("poolwatch_write")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            options = conn.get_execution_options()
+            if options.get("poolwatch_plain"):
+                return  # the driver is in autocommit mode (isolation_level None, above)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("poolwatch_write") else "BEGIN")
 
         return engine
     if backend == "postgresql":
         connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
         engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True,
-                               json_serializer=_pg_json_dumps)
+                               json_serializer=_pg_json_dumps, json_deserializer=_json_loads)
 
         @event.listens_for(engine, "before_cursor_execute", retval=True)
         def _pg_clean(conn, cursor, statement, parameters, context, executemany):
@@ -495,11 +510,18 @@ def _greatest(a, b):
 # ------------------------------------------------------------------------------ the store
 class Store:
     """The lead store. Open with :meth:`Store.open`; close with :meth:`close` (or use it as
-    a context manager). Thread-safe: each call is its own session and transaction."""
+    a context manager). Thread-safe: each call is its own session and transaction, except
+    the hot reads (key checks, lead pages), whose statements each run on their own."""
 
     def __init__(self, engine: Engine, url: URL) -> None:
         self.engine = engine
         self._write_engine = engine.execution_options(poolwatch_write=True)
+        # reads of one or two statements that need no common snapshot: each statement is
+        # its own transaction, saving BEGIN and COMMIT (a tenth of a lead page's time on
+        # SQLite, two round trips on PostgreSQL)
+        self._plain_engine = engine.execution_options(
+            poolwatch_plain=True,
+            **({"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {}))
         self._url = url
         self._resolver_for: tuple[Any, Resolver] | None = None
         self.created = False  # this open made the schema (a new SQLite file, an empty DB)
@@ -639,6 +661,14 @@ class Store:
     def _read(self) -> Iterator[Session]:
         with Session(self.engine) as session, session.begin():
             yield session
+
+    @contextmanager
+    def _read_rows(self) -> Iterator[Connection]:
+        """A plain connection for the hot reads (key checks, lead pages) that select
+        columns, not objects: no ORM session to set up and tear down, and no transaction
+        around the statements (each sees the store as it is when it runs)."""
+        with self._plain_engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
@@ -1013,10 +1043,10 @@ class Store:
                 s.execute(LeadAddress.__table__.insert(), addresses)
         return [{**x, "week_start": week_ns, "computed_at": now} for x in leads]
 
-    def _week(self, s: Session, week_start: Any) -> int | None:
+    def _week(self, s: Session | Connection, week_start: Any) -> int | None:
         """The stored reporting week containing ``week_start`` (None: the latest week)."""
         if week_start is None:
-            return s.scalar(select(func.max(Lead.week_start)))
+            return s.scalar(_LATEST_WEEK)
         t = to_ns(week_start)
         week = s.scalar(select(func.max(Lead.week_start)).where(Lead.week_start <= t))
         return week if week is not None and t < week + WEEK_NS else None
@@ -1032,7 +1062,8 @@ class Store:
                    entity_type: str | None = None, region: str | None = None,
                    coin: str | None = None, pool: str | None = None,
                    address: str | None = None, sort: str = "-power_w", limit: int = 50,
-                   cursor: str | None = None, evidence: bool = True) -> Page:
+                   cursor: str | None = None, evidence: bool = True,
+                   json_as_text: frozenset[str] = frozenset()) -> Page:
         """Leads of one reporting week (the week containing ``week_start``; default the
         latest), filtered, sorted by ``sort`` (a field of ``LEAD_SORTS``, ``-`` for
         descending; ties by lead_id; a missing power or hashrate sorts as the smallest) and
@@ -1044,6 +1075,9 @@ class Store:
         ``address`` (an IP, or a CIDR: a lead with a source address inside it). A bad value
         raises ValueError saying why. ``evidence=False`` leaves each lead's evidence out (a
         list page without it is a fifth of the bytes and of the decoding).
+        ``json_as_text``: JSON fields (of ``LEAD_JSON_FIELDS``) to leave undecoded, as their
+        stored text in an ``orjson.Fragment`` that orjson writes out as it is (a page that is
+        only passed on need not build those lists).
         """
         limit = _limit(limit)
         desc = isinstance(sort, str) and sort.startswith("-")
@@ -1074,13 +1108,13 @@ class Store:
         # filter drives the query (the week is no index key then), and a confidence floor
         # is said to keep most rows, so the walk in sort order wins over a range + sort.
         sqlite = self.backend == "sqlite"
-        with self._read() as s:
+        with self._read_rows() as s:
             week = after[1] if after is not None else self._week(s, week_start)
             if week is None:
                 return Page([], None)
             in_week = (Lead.week_start + 0 == week) if sqlite and network is not None else (
                 Lead.week_start == week)
-            q = (_LEAD_SELECT if evidence else _LEAD_SUMMARY_SELECT).where(in_week)
+            q = _lead_select(evidence, json_as_text).where(in_week)
             if since is not None:
                 q = q.where(Lead.last_seen >= to_ns(since))
             if until is not None:
@@ -1121,8 +1155,19 @@ class Store:
                 v = getattr(r, name)
                 return ["l", week, sort, -1.0 if v is None else v, r.lead_id]
 
-            return _page(rows, limit, _lead_row_dict if evidence else _lead_summary_dict,
-                         cursor_of)
+            names = _LEAD_NAMES if evidence else _LEAD_SUMMARY_NAMES
+            if json_as_text:
+                text_at = [i for i, n in enumerate(names) if n in json_as_text]
+
+                def item(row) -> dict[str, Any]:
+                    values = list(row)
+                    for i in text_at:
+                        if values[i] is not None:
+                            values[i] = orjson.Fragment(values[i])
+                    return {"event_type": "lead", **dict(zip(names, values))}
+            else:
+                item = _lead_row_dict if evidence else _lead_summary_dict
+            return _page(rows, limit, item, cursor_of)
 
     def get_lead(self, lead_id: str, week_start: Any = None) -> dict[str, Any] | None:
         """A lead of the week containing ``week_start``, or of its latest week; None when
@@ -1196,10 +1241,9 @@ class Store:
         """The key a secret belongs to, or None (unknown or revoked)."""
         if not secret or not isinstance(secret, str) or len(secret) > 256:
             return None
-        with self._read() as s:
-            key = s.scalar(select(ApiKey).where(ApiKey.key_hash == _key_hash(secret),
-                                                ApiKey.revoked_at.is_(None)))
-            return KeyInfo(key.id, key.name, key.scope, key.created_at) if key else None
+        with self._read_rows() as conn:
+            key = conn.execute(_KEY_BY_HASH, {"key_hash": _key_hash(secret)}).first()
+            return KeyInfo(*key) if key else None
 
     def revoke_key(self, key_id: int) -> bool:
         """Revoke a key; False when there is no such key or it was already revoked."""
@@ -1293,22 +1337,46 @@ def _entity_dict(e: Entity) -> dict[str, Any]:
 # list_leads selects these columns rather than Lead objects: a page of plain rows costs
 # about a third less Python than ORM instances (identity map, attribute state).
 _LEAD_NAMES = (*LEAD_FIELDS, "week_start", "computed_at")
-_LEAD_SELECT = select(*(getattr(Lead, f) for f in _LEAD_NAMES))  # built once
-
-
 _LEAD_SUMMARY_NAMES = tuple(n for n in _LEAD_NAMES if n != "evidence")
-_LEAD_SUMMARY_SELECT = select(*(getattr(Lead, f) for f in _LEAD_SUMMARY_NAMES))
+LEAD_JSON_FIELDS = frozenset(c.name for c in Lead.__table__.c if isinstance(c.type, JSON))
+_LEAD_SELECTS: dict[tuple[bool, frozenset[str]], Any] = {}
+
+
+def _lead_select(evidence: bool, json_as_text: frozenset[str]):
+    """The lead page's SELECT, JSON fields in ``json_as_text`` as text (cast on the server:
+    PostgreSQL's driver would decode a JSONB column whatever SQLAlchemy's type says). One
+    statement per combination, built once, of the table's plain columns: with the ORM's
+    annotated attributes, matching a cached statement's result columns to a new statement's
+    compared them pairwise through SQL expressions, a fifth of a lead page's time."""
+    key = (evidence, json_as_text)
+    q = _LEAD_SELECTS.get(key)
+    if q is None:
+        unknown = json_as_text - LEAD_JSON_FIELDS
+        if unknown:
+            raise ValueError(f"json_as_text: {', '.join(sorted(unknown))} are no JSON fields")
+        cols = Lead.__table__.c
+        q = _LEAD_SELECTS[key] = select(*(
+            cast(cols[f], Text).label(f) if f in json_as_text else cols[f]
+            for f in (_LEAD_NAMES if evidence else _LEAD_SUMMARY_NAMES)))
+    return q
+
+
+# Statements run on every request, built once (building and keying a statement cost more
+# than running it).
+_KEY_BY_HASH = select(ApiKey.id, ApiKey.name, ApiKey.scope, ApiKey.created_at).where(
+    ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+_LATEST_WEEK = select(func.max(Lead.week_start))
 
 
 def _lead_summary_dict(row: Any) -> dict[str, Any]:
-    """A row of ``_LEAD_SUMMARY_SELECT``: a lead without its evidence."""
+    """A row of ``_lead_select(False, …)``: a lead without its evidence."""
     out: dict[str, Any] = {"event_type": "lead"}
     out.update(zip(_LEAD_SUMMARY_NAMES, row))
     return out
 
 
 def _lead_row_dict(row: Any) -> dict[str, Any]:
-    """A row of ``_LEAD_SELECT`` as ``_lead_dict`` gives a Lead."""
+    """A row of ``_lead_select(True, …)`` as ``_lead_dict`` gives a Lead."""
     out: dict[str, Any] = {"event_type": "lead"}
     out.update(zip(_LEAD_NAMES, row))
     return out
