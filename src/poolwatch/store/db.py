@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from sqlalchemy import (JSON, Connection, Engine, Text, and_, bindparam, case, cast, delete,
                         event, exists, func, inspect, literal_column, or_, select, text,
                         update)
