@@ -333,6 +333,10 @@ def test_endpoint_lookup(fp):
     assert zerg and zerg[0].host == "*.mine.zergpool.com" and "multi-algo" in zerg[0].flags
     on_3333 = fp.endpoints_on_port(3333)
     assert len(on_3333) > 200 and all(e.port == 3333 for e in on_3333)
+    for dialect in ("stratum-v1", "cryptonote", "stratum-v2"):
+        listed = [e for e in fp.endpoints.values() if dialect in e.dialects]
+        assert listed and fp.endpoints_of_dialect(dialect) == listed
+    assert fp.endpoints_of_dialect("no-such-dialect") == []
     assert fp.port_info(3333).legit_traffic == "rare"
     assert fp.port_info(443).legit_traffic == "very-common"
     assert fp.port_info(3360).id == "port-3353" and fp.port_info(2) is None

@@ -868,7 +868,10 @@ class Fingerprints:
         self._by_host: dict[str, list[Endpoint]] = {}
         self._by_wildcard: dict[str, list[Endpoint]] = {}
         self._by_port: dict[int, list[Endpoint]] = {}
+        self._by_dialect: dict[str, list[Endpoint]] = {}
         for ep in self.endpoints.values():
+            for dialect in dict.fromkeys(ep.dialects):
+                self._by_dialect.setdefault(dialect, []).append(ep)
             if ep.host.startswith("*."):
                 self._by_wildcard.setdefault(ep.host[2:], []).append(ep)
             else:
@@ -941,6 +944,10 @@ class Fingerprints:
         if port is not None:
             found = [ep for ep in found if ep.port is None or ep.port == port]
         return found
+
+    def endpoints_of_dialect(self, dialect: str) -> list[Endpoint]:
+        """Every endpoint listed as speaking this dialect."""
+        return list(self._by_dialect.get(dialect, ()))
 
     def endpoints_on_port(self, port: int) -> list[Endpoint]:
         """Every endpoint listed on this port (a prior, not evidence: see ``port_info``)."""

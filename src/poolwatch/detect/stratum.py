@@ -1498,7 +1498,7 @@ class StratumTracker:
         if allowed is not None and len(allowed) == 1:
             evidence["coin_from"] = f"the only coin of {variant.id}"  # type: ignore[union-attr]
             return next(iter(allowed))
-        coins = {_ticker(ep.coin) for ep in fp.endpoints.values() if dialect in ep.dialects}
+        coins = {_ticker(ep.coin) for ep in fp.endpoints_of_dialect(dialect)}
         if len(coins) == 1 and fits(coin := next(iter(coins))) and not wallet_coins:
             evidence["coin_from"] = f"every pool of {dialect} in the fingerprints"
             return coin
