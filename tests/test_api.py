@@ -518,3 +518,19 @@ def test_serve_with_worker_processes(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_json_fallbacks_for_what_orjson_refuses():
+    """Pages are written by orjson and JSON columns read by it; what orjson refuses (integers
+    past 64 bits, non-string keys; NaN that ``json.dumps`` wrote into a column) goes through
+    the stdlib instead of failing the request."""
+    from poolwatch.store.db import _json_loads
+    from poolwatch_api.app import FastJSONResponse
+
+    assert FastJSONResponse({"a": [1, "x"]}).body == b'{"a":[1,"x"]}'
+    assert json.loads(FastJSONResponse({"big": 2**70}).body) == {"big": 2**70}
+    assert json.loads(FastJSONResponse({1: "one"}).body) == {"1": "one"}
+    assert _json_loads('["a", 1]') == ["a", 1]
+    nan = _json_loads(json.dumps([float("nan")]))[0]
+    assert nan != nan
+    assert _json_loads(json.dumps(2**70)) == 2**70
