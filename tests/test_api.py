@@ -524,7 +524,7 @@ def test_json_fallbacks_for_what_orjson_refuses():
     """Pages are written by orjson and JSON columns read by it; what orjson refuses (integers
     past 64 bits, non-string keys; NaN that ``json.dumps`` wrote into a column) goes through
     the stdlib instead of failing the request."""
-    from poolwatch.store.db import _json_loads
+    from poolwatch.jsontext import loads as _json_loads
     from poolwatch_api.app import FastJSONResponse
 
     assert FastJSONResponse({"a": [1, "x"]}).body == b'{"a":[1,"x"]}'
@@ -533,4 +533,5 @@ def test_json_fallbacks_for_what_orjson_refuses():
     assert _json_loads('["a", 1]') == ["a", 1]
     nan = _json_loads(json.dumps([float("nan")]))[0]
     assert nan != nan
-    assert _json_loads(json.dumps(2**70)) == 2**70
+    assert _json_loads(json.dumps(2**63 + 1)) == 2**63 + 1  # exact up to 2^64
+    assert _json_loads(json.dumps(2**70 + 1)) == float(2**70)  # beyond: a float (jsontext)

@@ -9,6 +9,7 @@ import struct
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scapy.all import (
     DNS,
@@ -276,6 +277,50 @@ def test_every_cut_and_every_flipped_byte(tmp_path):
     dns = learn(tmp_path, flips)
     assert dns.stats["packets"] == len(flips)
     assert dns.stats["truncated"] == 0  # nothing was cut: what does not parse is malformed
+
+
+def test_the_selection_kernel_picks_what_its_numpy_reference_picks(tmp_path):
+    """kernels.dnsselect against its plain numpy statement, on every kind of port-53 packet
+    (responses A/AAAA/PTR/TXT/ANY, queries, empty answers, compressed question names, cut
+    headers, byte flips, TCP segments, fragments, other ports, IPv6) and the sample pcaps."""
+    from poolwatch.kernels._reference_dnsselect import select_dns_messages_reference
+    from poolwatch.kernels.dnsselect import select_dns_messages
+
+    msgs = [response("a.example", [("a.example", "A", "192.0.2.1", 60)]),
+            response("a.example", [("a.example", "AAAA", "2001:db8::1", 60)], qtype="AAAA"),
+            response("1.2.0.192.in-addr.arpa", [("1.2.0.192.in-addr.arpa", "PTR", "a.", 60)],
+                     qtype="PTR"),
+            response("t.example", [("t.example", "TXT", "hello", 60)], qtype="TXT"),
+            response("any.example", [("any.example", "A", "192.0.2.2", 60)], qtype=255),
+            response("none.example", []), query("q.example"),
+            response("c.example", [("c.example", "CNAME", "d.example", 60),
+                                   ("d.example", "A", "192.0.2.3", 60)], compress=True,
+                     edns=True)]
+    pointer = bytearray(msgs[0])
+    pointer[12:14] = b"\xc0\x0c"  # a question name that is a pointer: the parser decides
+    msgs.append(bytes(pointer))
+    rng = random.Random(7)
+    frames: list[tuple] = []
+    for m in msgs:
+        frames += [(T0, udp(m)), (T0, udp(m, src="2001:db8::53", dst="2001:db8::5")),
+                   (T0, udp(m), len(udp(b"")) + rng.randrange(1, len(m))),
+                   (T0, udp(m, sport=40000, dport=53)), (T0, udp(m, sport=5353, dport=5353)),
+                   (T0, tcp(prefixed(m))), (T0, tcp(b"", flags="A"))]
+        for _ in range(20):
+            i = rng.randrange(len(m))
+            frames.append((T0, udp(m[:i] + bytes([rng.randrange(256)]) + m[i + 1:])))
+    frames += [(T0, udp(b"\x12\x34\x81")), (T0, udp(b"")),
+               (T0, raw(Ether() / IP(src=RESOLVER, dst=CLIENT, flags="MF") / UDP(sport=53)
+                        / Raw(msgs[0])))]
+    paths = [write_pcap(tmp_path / "mix.pcap", frames), *sorted(STRATUM.glob("*.pcap"))]
+    seen = 0
+    for batch in iter_batches(paths):
+        got = select_dns_messages(batch.buf, batch.packets, 53)
+        want = select_dns_messages_reference(batch.buf, batch.packets, 53)
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w), batch.path
+        seen += int(got[5][0])
+    assert seen > len(frames) // 2
 
 
 def test_only_port_53_udp_and_tcp_responses_are_read(tmp_path):

@@ -128,6 +128,51 @@ def test_every_reference_endpoint_is_kept(fp):
     assert seen == set(fp.endpoints)
 
 
+def test_validated_sets_are_kept_on_disk_between_runs(fp, tmp_path, monkeypatch):
+    """The second process loads the validated set from the cache (no file is validated),
+    equal to the one built; an edited file, a damaged cache file or a cache that cannot be
+    written all fall back to building it, and an empty POOLWATCH_CACHE_DIR turns it off."""
+    import shutil
+
+    base = tmp_path / "fp"
+    shutil.copytree(default_dir(), base)
+    monkeypatch.setenv("POOLWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    fpm._load_cached.cache_clear()
+    built = load_fingerprints(base_dir=base)
+    [cached] = (tmp_path / "cache").glob("fingerprints-*.pickle")
+
+    def no_build(dirs):
+        raise AssertionError("validated again")
+
+    real_build = fpm._build
+    monkeypatch.setattr(fpm, "_build", no_build)
+    fpm._load_cached.cache_clear()
+    again = load_fingerprints(base_dir=base)
+    assert again == built == fp and again is not built
+    assert again.endpoints_for("btc.f2pool.com") == fp.endpoints_for("btc.f2pool.com")
+
+    monkeypatch.setattr(fpm, "_build", real_build)
+    with open(base / "ports.csv", "a", encoding="utf-8") as fh:
+        fh.write("\n")  # same entries, other bytes: another cache file
+    fpm._load_cached.cache_clear()
+    assert load_fingerprints(base_dir=base) == fp
+    assert len(list((tmp_path / "cache").glob("fingerprints-*.pickle"))) == 2
+
+    cached.write_bytes(b"not a pickle")
+    (base / "ports.csv").write_bytes((default_dir() / "ports.csv").read_bytes())
+    fpm._load_cached.cache_clear()
+    assert load_fingerprints(base_dir=base) == fp  # damaged: built again, and rewritten
+    assert cached.read_bytes() != b"not a pickle"
+
+    (tmp_path / "blocked").write_text("a file where the directory should be")
+    monkeypatch.setenv("POOLWATCH_CACHE_DIR", str(tmp_path / "blocked"))
+    fpm._load_cached.cache_clear()
+    assert load_fingerprints(base_dir=base) == fp
+    monkeypatch.setenv("POOLWATCH_CACHE_DIR", "")
+    assert fpm.cache_dir() is None
+    fpm._load_cached.cache_clear()
+
+
 def test_module_is_a_leaf():
     """fingerprints.py may import errors and nothing else of poolwatch."""
     tree = ast.parse(Path(fpm.__file__).read_text(encoding="utf-8"))

@@ -562,6 +562,15 @@ def test_a_bad_store_url_is_one_line_without_the_password(bad):
         assert "hunter2" not in result.output
 
 
+def test_the_schema_head_known_without_alembic_is_alembics():
+    """``head_revision`` answers without importing alembic: it must name the newest
+    migration, or a new migration would leave every store "up to date" without it."""
+    from alembic.script import ScriptDirectory
+    from poolwatch.store.db import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def test_the_cli_creates_sqlite_stores_and_refuses_outdated_ones(tmp_path, monkeypatch):
     from poolwatch.store import db
 

@@ -169,12 +169,10 @@ class Weirds:
         if n:
             self.counts[name] = self.counts.get(name, 0) + int(n)
 
-    def add_statuses(self, status: np.ndarray) -> None:
-        if len(status) == 0:
-            return
-        binc = np.bincount(status, minlength=len(PacketStatus))
+    def add_counts(self, per_status: np.ndarray) -> None:
+        """Rows per status (indexed by :class:`PacketStatus`): the weird ones are counted."""
         for s in WEIRD_STATUSES:
-            self.add(s.name.lower(), int(binc[s]))
+            self.add(s.name.lower(), int(per_status[s]))
 
     def merge(self, other: Weirds) -> None:
         for k, v in other.counts.items():
@@ -196,13 +194,17 @@ class PacketBatch:
     path: str
     buf: np.ndarray  # uint8
     packets: np.ndarray  # PACKET
+    # Where buf[0] is in the capture file when ``buf`` is the file's own bytes (a mapped
+    # window of a plain file): the evidence hash then reads them here, not from disk again.
+    # None for bytes that are not the file's (decompressed, live, rebuilt by an engine).
+    file_offset: int | None = None
 
     def __len__(self) -> int:
         return len(self.packets)
 
     def copy(self) -> PacketBatch:
         """A batch that owns its arrays (readers reuse theirs for the next batch)."""
-        return PacketBatch(self.path, self.buf.copy(), self.packets.copy())
+        return PacketBatch(self.path, self.buf.copy(), self.packets.copy(), self.file_offset)
 
     def payload(self, i: int) -> bytes:
         """Transport payload of packet i (for the few packets a detector looks at)."""

@@ -24,6 +24,7 @@ from .detect.records import PoolContact, StratumSession
 from .engines import get_engine
 from .errors import ReaderError
 from .flows import FlowSettings, FlowTable
+from .kernels.headers import tally_packets
 from .readers.source import expand_paths
 from .records import PacketBatch, PacketStatus, FileReport, Weirds
 
@@ -86,11 +87,11 @@ def iter_batches(
         summary.files.append(report)
         try:
             for batch in read(path, report, batch_packets=batch_packets):
-                status = batch.packets["status"]
-                report.weirds.add_statuses(status)
-                summary.not_ip += int(np.count_nonzero(status == PacketStatus.NOT_IP))
+                counts = np.zeros(len(PacketStatus), np.int64)
+                summary.bytes += int(tally_packets(batch.packets, counts))
+                report.weirds.add_counts(counts)
+                summary.not_ip += int(counts[PacketStatus.NOT_IP])
                 summary.packets += len(batch)
-                summary.bytes += int(batch.packets["caplen"].sum())
                 yield batch
                 if on_progress:
                     on_progress(summary, report)
@@ -136,34 +137,142 @@ def scan_flows(
 def capture_sha256(path: str | Path) -> str:
     """SHA-256 of a capture file as stored (compressed or not), for evidence."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    _read_into(digest, path, 0)
     return digest.hexdigest()
 
 
-class CaptureHashes:
-    """SHA-256 of captures, each computed in a background thread from the moment the scan
-    finds something in it worth reading: hashlib releases the GIL, so on a second core the
-    hash (about 0.45 s per 700 MB) costs no wall time. On one core it costs what hashing in
-    line would. Captures in which nothing was selected are not hashed."""
+def _read_into(digest: Any, path: str | Path, offset: int, until: int | None = None) -> None:
+    """Feed ``digest`` the file's bytes from ``offset`` to ``until`` (None: its end)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        left = None if until is None else until - offset
+        while left is None or left > 0:
+            block = fh.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            if left is not None:
+                left -= len(block)
+
+
+class _Hashing:
+    """One capture's hash under way. The main thread queues the parts in file order; the
+    hash thread runs :meth:`read`, :meth:`update` and :meth:`finish` in that order."""
+
+    __slots__ = ("digest", "failed", "queued_to", "result")
 
     def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.queued_to = 0  # file offset up to which bytes have been queued for the digest
+        self.result: Future[str] | None = None  # the hex digest, once the file has ended
+        self.failed: OSError | None = None  # a read failed: no hash (finish raises it)
+
+    def read(self, path: str, offset: int, until: int | None = None) -> None:
+        if self.failed is None:
+            try:
+                _read_into(self.digest, path, offset, until)
+            except OSError as exc:
+                self.failed = exc
+
+    def update(self, view: memoryview) -> None:
+        if self.failed is None:
+            self.digest.update(view)
+
+    def finish(self, path: str, offset: int) -> str:
+        self.read(path, offset)
+        if self.failed is not None:
+            raise self.failed
+        return self.digest.hexdigest()
+
+
+class CaptureHashes:
+    """SHA-256 of captures, for evidence and the store's capture rows.
+
+    The hash reads the reader's own mapped windows of a plain file (``PacketBatch.
+    file_offset``) as the scan passes them, instead of reading the file a second time (a
+    sixth of a one-core scan's time went to that second read); the bytes before the window
+    where hashing started, and those after the last window (a damaged file's rest), are read
+    from disk, and so is a compressed file as a whole. The work runs in one background
+    thread, in order: hashlib releases the GIL, so on a second core it costs no wall time.
+    At most ``MAX_QUEUED`` windows wait for it (memory stays bounded when it lags).
+
+    ``every_capture=False``: a capture is hashed from the moment something in it is worth
+    reporting (:meth:`start`), so captures without any are not hashed. ``True`` (the lead
+    store keys a row by every capture scanned): each from its first window.
+    """
+
+    MAX_QUEUED = 4
+
+    def __init__(self, *, every_capture: bool = False) -> None:
+        self.every_capture = every_capture
         self._pool: ThreadPoolExecutor | None = None
-        self._futures: dict[str, Future[str]] = {}
+        self._jobs: dict[str, _Hashing] = {}
+        self._queued: deque[Future[None]] = deque()
+        self._current: str | None = None  # the capture the last batch offered came from
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="poolwatch-sha256")
+        return self._pool.submit(fn, *args)
+
+    def offer(self, batch: PacketBatch) -> None:
+        """A batch the scan read: its window goes to the hash of its capture, if that is
+        being hashed. Call it for every batch, in order, after the detectors saw the batch."""
+        path = batch.path
+        if path != self._current:
+            if self._current is not None:
+                self.end(self._current)  # the scan has left it
+            self._current = path
+        job = self._jobs.get(path)
+        if job is None:
+            if not (self.every_capture and batch.file_offset is not None):
+                return
+            job = self._jobs[path] = _Hashing()
+        base = batch.file_offset
+        if job.result is not None or base is None:
+            return
+        end = base + len(batch.buf)
+        if end <= job.queued_to:
+            return  # a window already queued (it holds several batches)
+        if base > job.queued_to:  # hashing started after these bytes went by
+            self._queued.append(self._submit(job.read, path, job.queued_to, base))
+            job.queued_to = base
+        view = memoryview(batch.buf)[job.queued_to - base :]  # keeps the window mapped
+        self._queued.append(self._submit(job.update, view))
+        job.queued_to = end
+        while len(self._queued) > self.MAX_QUEUED:
+            self._queued.popleft().result()
+        while self._queued and self._queued[0].done():
+            self._queued.popleft().result()
 
     def start(self, path: str) -> None:
-        if path not in self._futures:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="poolwatch-sha256")
-            self._futures[path] = self._pool.submit(capture_sha256, path)
+        """Something in ``path`` will be reported: hash it. The capture being read is hashed
+        from its windows as they come; any other, from disk at once."""
+        if path not in self._jobs:
+            self._jobs[path] = _Hashing()
+            if path != self._current:
+                self.end(path)
+
+    def end(self, path: str) -> None:
+        """No more windows of ``path`` will come: its hash is finished from disk (the bytes
+        no window held) in the background. Starts one not begun."""
+        job = self._jobs.get(path)
+        if job is None:
+            job = self._jobs[path] = _Hashing()
+        if job.result is None:
+            job.result = self._submit(job.finish, path, job.queued_to)
+        if path == self._current:
+            self._current = None
 
     def ready(self, path: str) -> bool:
-        return path in self._futures and self._futures[path].done()
+        job = self._jobs.get(path)
+        return job is not None and job.result is not None and job.result.done()
 
     def get(self, path: str) -> str:
-        self.start(path)
-        return self._futures[path].result()
+        """The capture's SHA-256 (waits for it; ends its hashing if still going). Raises
+        OSError when the file could not be read."""
+        self.end(path)
+        return self._jobs[path].result.result()  # type: ignore[union-attr]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -196,17 +305,19 @@ def scan_detections(
     probes: Mapping[tuple[str, int], Any] | None = None,
     flow_settings: FlowSettings | None = None,
     block_times: Mapping[str, np.ndarray] | None = None,
+    hashes: CaptureHashes | None = None,
 ) -> Iterator[StratumSession | PoolContact]:
     """Mining sessions and pool contacts in all captures under ``paths``.
 
     Sessions come as their connections end; pool contacts at the end of the scan (a
     :class:`DetectionPipeline` in its offline mode). Every record's evidence names its capture
-    and the capture's SHA-256.
+    and the capture's SHA-256 (``hashes``: the caller's :class:`CaptureHashes`, which it
+    closes itself).
     """
     summary = summary if summary is not None else ScanSummary(engine=engine)
     pipe = DetectionPipeline(contacts=contacts, contact_settings=contact_settings,
                              probes=probes, flow_settings=flow_settings,
-                             block_times=block_times, summary=summary)
+                             block_times=block_times, summary=summary, hashes=hashes)
     try:
         for batch in iter_batches(paths, engine=engine, summary=summary,
                                   on_progress=on_progress):
@@ -243,8 +354,10 @@ class DetectionPipeline:
     there; the parts cover consecutive times, so leads never count shares twice.
 
     ``hash_captures``: records name their capture file and its SHA-256 (computed in a
-    background thread, records wait for it); a live source (path ``live:<interface>``) has
-    no file and is never hashed.
+    background thread from the batches' own bytes, records wait for it); a live source (path
+    ``live:<interface>``) has no file and is never hashed. ``hashes``: a
+    :class:`CaptureHashes` shared with the caller (the CLI's store, which records every
+    capture by its hash), else the pipeline's own.
     """
 
     def __init__(
@@ -257,6 +370,7 @@ class DetectionPipeline:
         block_times: Mapping[str, np.ndarray] | None = None,
         streaming: bool = False,
         hash_captures: bool = True,
+        hashes: CaptureHashes | None = None,
         summary: ScanSummary | None = None,
         report_every_s: float = 3600.0,
     ) -> None:
@@ -293,7 +407,8 @@ class DetectionPipeline:
         self._next_settle = 0
         self.report_every_ns = int(report_every_s * NS)
         self._next_peek = 0
-        self._hashes = CaptureHashes()
+        self._own_hashes = hashes is None
+        self._hashes = hashes if hashes is not None else CaptureHashes()
         self._waiting: deque[StratumSession | PoolContact] = deque()  # capture being hashed
         self._opened = 0
         self._path: str | None = None
@@ -311,6 +426,8 @@ class DetectionPipeline:
         if len(batch) == 0:
             return []
         self._path = batch.path
+        if self.hash_captures:
+            self._hashes.offer(batch)  # first: a capture that changed ends its hash
         self._now = max(self._now, int(batch.packets["ts_ns"][-1]))
         self.dns.update(batch)  # first: a session's pool may be named by an answer in it
         events = self.collector.update(batch)
@@ -378,7 +495,8 @@ class DetectionPipeline:
         return out
 
     def close(self) -> None:
-        self._hashes.close()
+        if self._own_hashes:
+            self._hashes.close()
 
     def pool_addresses(self) -> set[str]:
         """Pool server addresses known so far: what pool names resolved to in DNS, servers

@@ -7,12 +7,11 @@ address → names from every DNS answer it reads, and the Stratum tracker asks i
 of a session's pool address at the session's first-seen time
 (:meth:`PassiveDns.host_of`, the tracker's ``host_of``).
 
-Selection is column-wise, as in :mod:`poolwatch.detect.streams`: numpy masks over the whole
-batch pick the rows with port 53, then the OK UDP/TCP ones with a whole DNS header whose QR
-bit says "response", with answers, and whose question asks for A, AAAA or ANY (the question
-name is walked label by label in numpy, all messages at once). Python runs only for those
-responses. Queries and answers to other questions (PTR, TXT, MX, NULL...) are counted, never
-parsed: they give no address a name.
+Selection is one numba pass over the batch (:mod:`poolwatch.kernels.dnsselect`): the rows
+with port 53, then the OK UDP/TCP ones with a whole DNS header whose QR bit says
+"response", with answers, and whose question asks for A, AAAA or ANY (the question name is
+walked label by label). Python runs only for those responses. Queries and answers to other
+questions (PTR, TXT, MX, NULL...) are counted, never parsed: they give no address a name.
 
 What is read from a response: the questions and the answer section, with dpkt's
 ``dpkt.dns.unpack_name`` for every name (it follows compression pointers, accepts only
@@ -55,6 +54,8 @@ import dpkt.dns
 import numpy as np
 
 from poolwatch.fingerprints import Fingerprints, normalize_name
+from poolwatch.kernels.dnsselect import (C_MALFORMED, C_NO_ADDRESSES, C_PACKETS, C_QUERIES,
+                                         C_TRUNCATED, select_dns_messages)
 from poolwatch.records import PacketBatch, PacketStatus, addr_to_halves, halves_to_addr
 
 __all__ = ["DEFAULT_GRACE_S", "DnsName", "PassiveDns", "pool_name_matcher"]
@@ -156,30 +157,6 @@ def pool_name_matcher(fp: Fingerprints) -> Callable[[str], bool]:
     return is_pool_name
 
 
-def _question_types(buf: np.ndarray, msg: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """QTYPE of the first question of each message (the header starts at ``msg``, ``cap``
-    bytes captured), -1 where the name cannot be walked here (a compression pointer or bad
-    label length, the end of the captured bytes): those go to the parser."""
-    qtype = np.full(len(msg), -1, np.int64)
-    live = np.arange(len(msg))
-    at, end = msg + 12, msg + cap
-    for _ in range(128):  # a name of 255 bytes has at most 127 labels
-        inside = at < end
-        if not inside.all():
-            live, at, end = live[inside], at[inside], end[inside]
-        if len(live) == 0:
-            break
-        n = buf[at]
-        last = n == 0
-        if last.any():
-            ok = last & (at + 3 <= end)
-            q = at[ok]
-            qtype[live[ok]] = (buf[q + 1].astype(np.int64) << 8) | buf[q + 2]
-        label = (n > 0) & (n < 64)
-        live, at, end = live[label], at[label] + n[label] + 1, end[label]
-    return qtype
-
-
 def _canonical(ip: str) -> str | None:
     """An address in the form ``records.halves_to_addr`` writes (IPv4 dotted, IPv6
     compressed, IPv4-mapped IPv6 as IPv4), or None when ``ip`` is not an address."""
@@ -263,62 +240,24 @@ class PassiveDns:
         pk = batch.packets
         if len(pk) == 0:
             return
-        idx = np.flatnonzero((pk["sport"] == DNS_PORT) | (pk["dport"] == DNS_PORT))
-        if len(idx) == 0:
+        rows, start, cap, wire, tcp, counts = select_dns_messages(batch.buf, pk, DNS_PORT)
+        stats = self.stats
+        stats["packets"] += int(counts[C_PACKETS])
+        stats["queries"] += int(counts[C_QUERIES])
+        stats["no_addresses"] += int(counts[C_NO_ADDRESSES])
+        stats["truncated"] += int(counts[C_TRUNCATED])
+        stats["malformed"] += int(counts[C_MALFORMED])
+        if len(rows) == 0:
             return
-        # Columns gathered one by one: indexing the structured rows costs ten times more.
-        proto = pk["proto"][idx]
-        idx = idx[(pk["status"][idx] == _OK) & ((proto == 17) | (proto == 6))
-                  & (pk["payload_len"][idx] > 0)]
-        if len(idx) == 0:
-            return
-        self.stats["packets"] += len(idx)
+        # TCP: length-prefixed messages in a byte stream, put back in order per direction
+        # (rare: big answers, zone transfers). UDP: the message is the whole payload.
+        if tcp.any():
+            self._tcp_rows(batch, rows[tcp], start[tcp], cap[tcp], wire[tcp])
+            udp = ~tcp
+            rows, start, cap, wire = rows[udp], start[udp], cap[udp], wire[udp]
         buf = batch.buf
-        data_off = pk["data_off"][idx].astype(np.int64)
-        payload_off = pk["payload_off"][idx]
-        start = data_off + payload_off
-        cap = pk["payload_len"][idx].astype(np.int64)
-        # Bytes the payload had on the wire (more than captured under a snap length).
-        wire = np.maximum(pk["l3_off"][idx].astype(np.int64) + pk["ip_len"][idx] - payload_off,
-                          cap)
-        udp = pk["proto"][idx] == 17
-        if udp.any():  # the UDP length covers the whole datagram, first IP fragment included
-            at = data_off[udp] + pk["l4_off"][idx[udp]] + 4
-            udp_len = (buf[at].astype(np.int64) << 8) | buf[at + 1]
-            wire[udp] = np.maximum(wire[udp], udp_len - 8)
-        # UDP: the message is the whole payload. TCP: length-prefixed messages in a byte
-        # stream, put back in order per direction (rare: big answers, zone transfers).
-        tcp = np.flatnonzero(~udp)
-        if len(tcp):
-            self._tcp_rows(batch, idx[tcp], start[tcp], cap[tcp], wire[tcp])
-        msg = start
-        msg_cap, msg_wire = cap, wire
-        keep = udp
-        short = keep & (msg_cap < 12)  # no whole DNS header
-        cut = msg_cap < msg_wire
-        self.stats["truncated"] += int(np.count_nonzero(short & cut))
-        self.stats["malformed"] += int(np.count_nonzero(short & ~cut))
-        whole = np.flatnonzero(keep & ~short)
-        if len(whole) == 0:
-            return
-        response = (buf[msg[whole] + 2] & 0x80) != 0
-        self.stats["queries"] += int(np.count_nonzero(~response))
-        sel = whole[response]
-        if len(sel) == 0:
-            return
-        at = msg[sel]
-        qdcount = (buf[at + 4].astype(np.int64) << 8) | buf[at + 5]
-        ancount = (buf[at + 6].astype(np.int64) << 8) | buf[at + 7]
-        qtype = _question_types(buf, at, msg_cap[sel])
-        wanted = (ancount > 0) & ((qdcount != 1) | (qtype == -1) | (qtype == _A)
-                                  | (qtype == _AAAA) | (qtype == _ANY))
-        self.stats["no_addresses"] += int(np.count_nonzero(~wanted))
-        sel = sel[wanted]
-        if len(sel) == 0:
-            return
-        ts = pk["ts_ns"][idx[sel]].tolist()
-        for t, s, n, w in zip(ts, start[sel].tolist(), msg_cap[sel].tolist(),
-                              msg_wire[sel].tolist()):
+        ts = pk["ts_ns"][rows].tolist()
+        for t, s, n, w in zip(ts, start.tolist(), cap.tolist(), wire.tolist()):
             self._message(buf[s : s + n].tobytes(), n < w, t)
 
     def _tcp_rows(self, batch: PacketBatch, rows: np.ndarray, start: np.ndarray,

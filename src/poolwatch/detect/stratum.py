@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -37,6 +38,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from poolwatch.fingerprints import EfficiencyRange, Fingerprints, Variant, load_fingerprints
+from poolwatch.jsontext import loads as json_loads
 
 from .hashrate import ShareTally, estimate_hashrate, estimate_power
 from .records import StratumSession, community_id_of
@@ -91,8 +93,10 @@ def _at(params: Any, loc: int | str | None) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _ticker(token: str) -> str | None:
-    """A plain coin ticker from a fingerprint coin token ("DGB-SCRYPT" → "DGB")."""
+    """A plain coin ticker from a fingerprint coin token ("DGB-SCRYPT" → "DGB"). Cached:
+    asked for the same few tokens of the fingerprints at every session's end."""
     head = token.split("-", 1)[0]
     return head if _TICKER.fullmatch(head) else None
 
@@ -452,6 +456,7 @@ class StratumTracker:
         self.give_up_bytes = give_up_bytes
         self.give_up_messages = give_up_messages
         self._convs: dict[Conversation, _State] = {}
+        self._dialect_coins: dict[str, frozenset[str | None]] = {}  # see _coin
         # servers that received a client method of some dialect, as they are met (before any
         # session is reported): a sensor's prefilter lets their traffic through in full
         self.servers: dict[str, None] = {}
@@ -653,7 +658,7 @@ class StratumTracker:
             return
         lenient, side.resync = side.resync, False
         try:
-            obj = json.loads(line)
+            obj = json_loads(line)
         except (ValueError, RecursionError):
             if lenient:
                 st.partial_lines += 1
@@ -757,7 +762,7 @@ class StratumTracker:
         obj: Any = None
         if body:
             try:
-                obj = json.loads(body)
+                obj = json_loads(body)
             except (ValueError, RecursionError):
                 st.json_errors += 1
                 self.stats["json_errors"] += 1
@@ -1498,7 +1503,10 @@ class StratumTracker:
         if allowed is not None and len(allowed) == 1:
             evidence["coin_from"] = f"the only coin of {variant.id}"  # type: ignore[union-attr]
             return next(iter(allowed))
-        coins = {_ticker(ep.coin) for ep in fp.endpoints_of_dialect(dialect)}
+        coins = self._dialect_coins.get(dialect)
+        if coins is None:  # every endpoint of the dialect, walked once per tracker
+            coins = self._dialect_coins[dialect] = frozenset(
+                _ticker(ep.coin) for ep in fp.endpoints_of_dialect(dialect))
         if len(coins) == 1 and fits(coin := next(iter(coins))) and not wallet_coins:
             evidence["coin_from"] = f"every pool of {dialect} in the fingerprints"
             return coin

@@ -136,3 +136,16 @@ def aggregate_reference(
             if k not in ("src", "dst"):
                 row[k] = v
     return out
+
+
+def tally_packets_reference(packets: np.ndarray, n_status: int) -> tuple[list[int], int]:
+    """(rows per status, 0..n_status-1; captured bytes) of a PACKET array, row by row."""
+    counts = [0] * n_status
+    total = 0
+    for row in packets.tolist():
+        status, caplen = row[packets.dtype.names.index("status")], row[
+            packets.dtype.names.index("caplen")]
+        if status < n_status:
+            counts[status] += 1
+        total += caplen
+    return counts, total

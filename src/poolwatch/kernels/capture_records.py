@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .memory import prefetch_ahead
+
 WALK_OK = 0  # stopped because the buffer or the output is exhausted
 WALK_BAD_LENGTH = 1  # a record length that no writer produces: the file is damaged here
 WALK_BAD_BLOCK = 2  # pcapng block structure broken (length, byte-order magic)
@@ -59,9 +61,11 @@ def walk_pcap(buf, n_valid, pos, big, frac_ns, max_caplen, linktype, out, n_out)
     """Classic pcap records from ``pos``. Returns (records, next_pos, status)."""
     n = n_out
     cap = len(out)
+    ahead = pos
     while n < cap:
         if pos + 16 > n_valid:
             return n, pos, WALK_OK
+        ahead = prefetch_ahead(buf, ahead, pos, n_valid)
         incl = _u32(buf, pos + 8, big)
         if incl > max_caplen:
             return n, pos, WALK_BAD_LENGTH
@@ -135,9 +139,11 @@ def walk_pcapng(buf, n_valid, pos, state, ifaces, out, n_out):
     """pcapng blocks from ``pos``: sections, interfaces and packets. Returns (n, pos, status)."""
     n = n_out
     cap = len(out)
+    ahead = pos
     while n < cap:
         if pos + 12 > n_valid:
             return n, pos, WALK_OK
+        ahead = prefetch_ahead(buf, ahead, pos, n_valid)
         if _u32(buf, pos, False) == 0x0A0D0D0A:  # section header: palindromic type
             bom = _u32(buf, pos + 8, False)
             if bom == 0x1A2B3C4D:

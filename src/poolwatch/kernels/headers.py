@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .memory import LINE, prefetch
+
 OK = 0
 NOT_IP = 1
 FRAGMENT = 2
@@ -28,6 +30,7 @@ FLAG_V6 = 2
 IPV4 = 4
 IPV6 = 6
 MAX_EXT_HEADERS = 8
+DECODE_AHEAD = 8  # rows ahead whose header lines are prefetched (kernels.memory)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -280,7 +283,12 @@ def decode_l4(buf, start, end, l4, pk):
 @njit(cache=True, nogil=True)
 def decode_packets(buf, packets):
     """Fill the header columns of every row of ``packets`` (record columns already set)."""
-    for i in range(len(packets)):
+    n = len(packets)
+    for i in range(n):
+        if i + DECODE_AHEAD < n:  # the headers of a packet a few rows on: no wait for them
+            at = np.int64(packets[i + DECODE_AHEAD].data_off)
+            prefetch(buf, at)
+            prefetch(buf, at + LINE)
         pk = packets[i]
         start = np.int64(pk.data_off)
         end = start + np.int64(pk.caplen)
@@ -298,3 +306,18 @@ def decode_packets(buf, packets):
             pk.l4_off = l4
             status = decode_l4(buf, start, end, l4, pk)
         pk.status = status
+
+
+@njit(cache=True, nogil=True)
+def tally_packets(packets, counts):
+    """Add each row's status to ``counts`` (int64, one slot per status) and return the sum of
+    the captured lengths: a scan's per-batch bookkeeping in one pass instead of three numpy
+    passes over strided columns."""
+    total = np.int64(0)
+    n_status = len(counts)
+    for i in range(len(packets)):
+        s = np.int64(packets[i].status)
+        if s < n_status:
+            counts[s] += 1
+        total += np.int64(packets[i].caplen)
+    return total

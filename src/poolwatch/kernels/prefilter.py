@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from .flowtable import _less, flow_hash
+from .memory import prefetch
 
 # Bits of the per-packet ``marks`` returned by select_stream_packets.
 SELECTED = 1  # hand this packet to the stream collector
@@ -47,6 +48,7 @@ TCP = 6
 TH_SYN = 0x02
 TH_ACK = 0x10
 OPEN_BRACE = 0x7B
+PAYLOAD_AHEAD = 8  # rows ahead whose payload line is prefetched (kernels.memory)
 QUOTE = 0x22
 
 
@@ -314,6 +316,10 @@ def select_stream_packets(buf, packets, table, fill, max_fill, syns, syn_seqs, r
     unprefixed_lengths = length[unprefixed]
     refused = 0
     for i in range(n):
+        if i + PAYLOAD_AHEAD < n:  # a later row's first payload bytes: no wait for them
+            q = packets[i + PAYLOAD_AHEAD]
+            if q.proto == TCP and q.payload_len:
+                prefetch(buf, np.int64(q.data_off) + np.int64(q.payload_off))
         p = packets[i]
         if p.status != STATUS_OK or p.proto != TCP:
             continue

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from ..errors import PoolwatchError
+from ..jsontext import loads as json_loads
 from ..leads import FIELDS as LEAD_FIELDS
 from ..leads import Detection as LeadDetection
 from ..leads import build_leads, link_detections, link_fields
@@ -146,13 +147,14 @@ def alembic_config(connection=None, url: str | None = None):
     return cfg
 
 
+# The newest migration under MIGRATIONS, known without importing alembic (0.2 s of every
+# command that opens the store); tests/test_store.py checks it against alembic's own answer.
+SCHEMA_HEAD = "0002"
+
+
 def head_revision() -> str:
     """The newest migration this poolwatch ships."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    return SCHEMA_HEAD
 
 
 def _known_revisions() -> set[str]:
@@ -286,16 +288,6 @@ def _no_nul(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_no_nul(v) for v in value]
     return value
-
-
-def _json_loads(text: str | bytes) -> Any:
-    """JSON columns as Python values: orjson, several times faster than ``json.loads`` on a
-    page of leads; the stdlib for what orjson refuses (NaN or integers past 64 bits, which
-    ``json.dumps`` may have written)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 def _pg_json_dumps(value: Any) -> str:
@@ -453,7 +445,7 @@ def _make_engine(url: URL) -> Engine:
         kw: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         if memory:
             kw["poolclass"] = StaticPool  # one connection, or each would be a new database
-        engine = create_engine(url, json_deserializer=_json_loads, **kw)
+        engine = create_engine(url, json_deserializer=json_loads, **kw)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn, _record) -> None:
@@ -476,7 +468,7 @@ def _make_engine(url: URL) -> Engine:
     if backend == "postgresql":
         connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
         engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True,
-                               json_serializer=_pg_json_dumps, json_deserializer=_json_loads)
+                               json_serializer=_pg_json_dumps, json_deserializer=json_loads)
 
         @event.listens_for(engine, "before_cursor_execute", retval=True)
         def _pg_clean(conn, cursor, statement, parameters, context, executemany):
@@ -637,7 +629,15 @@ class Store:
                     raw.execute("PRAGMA foreign_keys=ON")
 
     def revision(self) -> str | None:
-        """The schema revision the store is at (None: no schema yet)."""
+        """The schema revision the store is at (None: no schema yet). Read with plain SQL
+        from alembic's version table; alembic itself is imported only when that table holds
+        more than one row (branches, which poolwatch's migrations never make)."""
+        with self._plain_engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+            if len(rows) <= 1:
+                return rows[0][0] if rows else None
         from alembic.runtime.migration import MigrationContext
 
         with self.engine.connect() as conn:
