@@ -143,8 +143,14 @@ class Signature(_Model):
             return bytes.fromhex(self.first_hex)
         return (self.first_bytes or self.first_byte or "").encode()
 
+    @functools.cached_property
+    def _needles(self) -> tuple[bytes, tuple[bytes, ...]]:
+        # matches() runs for every dialect at every session's end: encoded once
+        return self.prefix, tuple(c.encode() for c in self.contains)
+
     def matches(self, payload: bytes) -> bool:
-        if not payload.startswith(self.prefix):
+        prefix, contains = self._needles
+        if not payload.startswith(prefix):
             return False
         if self.payload_len is not None and len(payload) != self.payload_len:
             return False
@@ -152,7 +158,7 @@ class Signature(_Model):
             len(payload) >= 6 and 6 + int.from_bytes(payload[3:6], "little") <= len(payload)
         ):
             return False
-        return all(c.encode() in payload for c in self.contains)
+        return all(c in payload for c in contains)
 
     @model_validator(mode="after")
     def _one_prefix(self) -> Signature:

@@ -15,12 +15,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .link.inputs import IspRecords
-from .link.model import MeterReading, Subscriber
-from .link.resolve import Link, Resolver
 from .link.times import iso
+
+if TYPE_CHECKING:  # names for annotations only: the ISP loaders cost a scan 50 ms to import
+    from .link.inputs import IspRecords
+    from .link.model import MeterReading, Subscriber
+    from .link.resolve import Link, Resolver
 
 EVENT_TYPE = "lead"
 DAY = 86400.0

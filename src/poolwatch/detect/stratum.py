@@ -167,6 +167,11 @@ class _Vocabulary:
             self.version_requests.update(_REPLY.findall(d.agent_field))
         self.markers = [(mk.encode(), v.id) for v in fp.variants.values()
                         for mk in v.recognise.markers]
+        # each marker text once, with every (text, variant) it stands for
+        by_text: dict[bytes, list[tuple[bytes, str]]] = {}
+        for mk in self.markers:
+            by_text.setdefault(mk[0], []).append(mk)
+        self.marker_texts = [(text, tuple(mks)) for text, mks in by_text.items()]
         self.sv2_types: dict[int, str] = {}
         self.opaque: list[tuple[str, set[int], set[int]]] = []  # (dialect, client, server)
         self.share_records: dict[str, tuple[list[tuple[str, int]], list[tuple[str, int]]]] = {}
@@ -814,9 +819,10 @@ class StratumTracker:
         if len(st.sig_lines[d]) < 8:
             st.sig_lines[d].append(raw[:4096])
         if st.messages <= 500:
-            for mk in self.vocab.markers:
-                if mk not in st.marker_hits and mk[0] in raw:
-                    st.marker_hits.add(mk)
+            hits = st.marker_hits
+            for text, mks in self.vocab.marker_texts:
+                if text in raw and mks[0] not in hits:
+                    hits.update(mks)
 
     def _message(self, st: _State, d: int, obj: dict, raw: bytes, ts: int, frame: int,
                  http: bool = False) -> None:

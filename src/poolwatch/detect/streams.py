@@ -15,6 +15,7 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,8 +59,9 @@ def start_rules(fp: Fingerprints) -> StartRules:
     return build_start_rules(rules)
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+# The events are named tuples: made for every collected segment, and a frozen dataclass
+# costs three times as much to build (one object.__setattr__ per field).
+class Chunk(NamedTuple):
     """Contiguous new bytes of one direction of a conversation, from one TCP segment."""
 
     offset: int  # stream offset of data[0]: bytes since the first byte seen this way
@@ -92,8 +94,7 @@ class Conversation:
     frames: list[int] = field(default_factory=list)  # frame numbers of collected packets (capped)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamData:
+class StreamData(NamedTuple):
     """New in-order bytes: ``direction`` 0 is a→b, 1 is b→a."""
 
     conversation: Conversation
@@ -101,8 +102,7 @@ class StreamData:
     chunk: Chunk
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEnd:
+class StreamEnd(NamedTuple):
     """No more bytes will come for this conversation (FIN/RST both ways, idle, or end of input)."""
 
     conversation: Conversation

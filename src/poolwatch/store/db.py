@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (JSON, Connection, Engine, Text, and_, bindparam, case, cast, delete,
@@ -46,9 +46,11 @@ from ..jsontext import loads as json_loads
 from ..leads import FIELDS as LEAD_FIELDS
 from ..leads import Detection as LeadDetection
 from ..leads import build_leads, link_detections, link_fields
-from ..link.inputs import IspRecords
 from ..link.model import ENTITY_TYPES
-from ..link.resolve import Resolver
+
+if TYPE_CHECKING:  # the ISP loaders and resolver are imported where leads are linked
+    from ..link.inputs import IspRecords
+    from ..link.resolve import Resolver
 from .models import (KINDS, SCOPES, ApiKey, AuditEntry, Capture, Detection, Entity,
                      IngestBatch, Lead, LeadAddress, LeadValue, SubscriberRow)
 
@@ -927,6 +929,8 @@ class Store:
     def _resolver(self, isp: IspRecords | Resolver | None) -> Resolver:
         """A resolver for these ISP records, built once per records object (its indexes
         take a while for a big ISP)."""
+        from ..link.resolve import Resolver
+
         if isinstance(isp, Resolver):
             return isp
         if isp is None:
@@ -955,6 +959,8 @@ class Store:
         link = resolver.resolve([str(address)], [port], [at_ns / 1e9])[0]
         fields = link_fields(link)
         entity = self.entity(fields["entity_id"]) if fields.get("entity_id") else None
+        from ..link.inputs import IspRecords
+
         if entity is None and fields.get("entity_id") and isinstance(isp, IspRecords):
             sub = next((x for x in isp.subscribers if x.entity_id == fields["entity_id"]), None)
             if sub is not None:
