@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .memory import prefetch
+
 # Return codes of aggregate().
 DONE = 0
 NEED_SWEEP = 1  # the next packet crosses a sweep point: call sweep() with its timestamp
@@ -26,6 +28,8 @@ END_ACTIVE = 2
 END_EVICTED = 3
 
 STATUS_OK = 0
+AHEAD = 16  # rows between a packet's index prefetch and its use (its flow row's: 8)
+RING = 32  # hashes computed ahead, kept for their use (a power of two above AHEAD)
 TCP = 6
 SYN_ACK = 0x12
 
@@ -124,6 +128,16 @@ def _same(f, p):
             and f.dst_hi == p.src_hi and f.dst_lo == p.src_lo and f.dest_port == p.sport)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _packet_hash(p):
+    """The direction-free hash of a PACKET row's flow (as ``row_hash`` of its FLOW row)."""
+    if _less(p.dst_hi, p.dst_lo, p.dport, p.src_hi, p.src_lo, p.sport):
+        return flow_hash(p.vlan, p.inner_vlan, p.proto, p.dst_hi, p.dst_lo, p.dport,
+                         p.src_hi, p.src_lo, p.sport)
+    return flow_hash(p.vlan, p.inner_vlan, p.proto, p.src_hi, p.src_lo, p.sport,
+                     p.dst_hi, p.dst_lo, p.dport)
+
+
 @njit(cache=True, nogil=True)
 def aggregate(packets, start, flows, n_flows, index, out, n_out, state, idle_ns, active_ns, sweep_ns):
     """Add packets[start:] to the table. Returns (code, next packet, n_flows, n_out).
@@ -131,7 +145,25 @@ def aggregate(packets, start, flows, n_flows, index, out, n_out, state, idle_ns,
     ``state`` holds [next sweep point in ns, 1 once a sweep point is set].
     """
     mask = np.uint64(len(index) - 1)
-    for i in range(start, len(packets)):
+    n = len(packets)
+    # Each packet's index slot and flow row are random reads of tables far larger than the
+    # cache: the hashes are computed AHEAD rows early into a ring, the index slot prefetched
+    # then, and the flow row it points to prefetched AHEAD / 2 rows early (kernels.memory).
+    ring = np.zeros(RING, np.uint64)
+    for j in range(start, min(start + AHEAD, n)):
+        ring[j % RING] = _packet_hash(packets[j])
+        prefetch(index, np.int64(ring[j % RING] & mask))
+    for i in range(start, n):
+        j = i + AHEAD
+        if j < n:
+            hj = _packet_hash(packets[j])
+            ring[j % RING] = hj
+            prefetch(index, np.int64(hj & mask))
+        k = i + AHEAD // 2
+        if k < n:
+            row = index[ring[k % RING] & mask]
+            if row >= 0:
+                prefetch(flows, row)
         p = packets[i]
         if p.status != STATUS_OK:
             continue
@@ -142,12 +174,7 @@ def aggregate(packets, start, flows, n_flows, index, out, n_out, state, idle_ns,
             return NEED_SWEEP, i, n_flows, n_out
         if n_out == len(out):
             return OUT_FULL, i, n_flows, n_out
-        if _less(p.dst_hi, p.dst_lo, p.dport, p.src_hi, p.src_lo, p.sport):
-            h = flow_hash(p.vlan, p.inner_vlan, p.proto, p.dst_hi, p.dst_lo, p.dport,
-                          p.src_hi, p.src_lo, p.sport)
-        else:
-            h = flow_hash(p.vlan, p.inner_vlan, p.proto, p.src_hi, p.src_lo, p.sport,
-                          p.dst_hi, p.dst_lo, p.dport)
+        h = ring[i % RING]
         slot = h & mask
         while index[slot] >= 0 and not _same(flows[index[slot]], p):
             slot = (slot + np.uint64(1)) & mask
