@@ -189,10 +189,11 @@ class CaptureHashes:
     """SHA-256 of captures, for evidence and the store's capture rows.
 
     The hash reads the reader's own mapped windows of a plain file (``PacketBatch.
-    file_offset``) as the scan passes them, instead of reading the file a second time (a
-    sixth of a one-core scan's time went to that second read); the bytes before the window
-    where hashing started, and those after the last window (a damaged file's rest), are read
-    from disk, and so is a compressed file as a whole. The work runs in one background
+    file_offset``) as the scan passes them, so the file is read once, not twice (a capture
+    larger than memory is read from disk once; on a file in the page cache it is no faster,
+    the hash being compute-bound); the bytes before the window where hashing started, and
+    those after the last window (a damaged file's rest), are read from disk, and so is a
+    compressed file as a whole. The work runs in one background
     thread, in order: hashlib releases the GIL, so on a second core it costs no wall time.
     At most ``MAX_QUEUED`` windows wait for it (memory stays bounded when it lags).
 
@@ -217,7 +218,8 @@ class CaptureHashes:
 
     def offer(self, batch: PacketBatch) -> None:
         """A batch the scan read: its window goes to the hash of its capture, if that is
-        being hashed. Call it for every batch, in order, after the detectors saw the batch."""
+        being hashed. Call it for every batch of a file scan, in order, before the detectors
+        see it: a batch of another capture ends the previous capture's hash."""
         path = batch.path
         if path != self._current:
             if self._current is not None:
@@ -426,7 +428,7 @@ class DetectionPipeline:
         if len(batch) == 0:
             return []
         self._path = batch.path
-        if self.hash_captures:
+        if self.hash_captures and not batch.path.startswith("live:"):
             self._hashes.offer(batch)  # first: a capture that changed ends its hash
         self._now = max(self._now, int(batch.packets["ts_ns"][-1]))
         self.dns.update(batch)  # first: a session's pool may be named by an answer in it

@@ -129,7 +129,7 @@ def _same(f, p):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _packet_hash(p):
+def packet_hash(p):
     """The direction-free hash of a PACKET row's flow (as ``row_hash`` of its FLOW row)."""
     if _less(p.dst_hi, p.dst_lo, p.dport, p.src_hi, p.src_lo, p.sport):
         return flow_hash(p.vlan, p.inner_vlan, p.proto, p.dst_hi, p.dst_lo, p.dport,
@@ -151,12 +151,12 @@ def aggregate(packets, start, flows, n_flows, index, out, n_out, state, idle_ns,
     # then, and the flow row it points to prefetched AHEAD / 2 rows early (kernels.memory).
     ring = np.zeros(RING, np.uint64)
     for j in range(start, min(start + AHEAD, n)):
-        ring[j % RING] = _packet_hash(packets[j])
+        ring[j % RING] = packet_hash(packets[j])
         prefetch(index, np.int64(ring[j % RING] & mask))
     for i in range(start, n):
         j = i + AHEAD
         if j < n:
-            hj = _packet_hash(packets[j])
+            hj = packet_hash(packets[j])
             ring[j % RING] = hj
             prefetch(index, np.int64(hj & mask))
         k = i + AHEAD // 2

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .flowtable import _less, flow_hash
+from .flowtable import flow_hash, packet_hash
 from .memory import prefetch
 
 # Bits of the per-packet ``marks`` returned by select_stream_packets.
@@ -61,13 +61,7 @@ def _nonzero(h):
 @njit(cache=True, nogil=True)
 def canonical_hash(p):
     """Direction-free hash of a PACKET row's flow (both directions give the same value)."""
-    if _less(p.dst_hi, p.dst_lo, p.dport, p.src_hi, p.src_lo, p.sport):
-        h = flow_hash(p.vlan, p.inner_vlan, p.proto, p.dst_hi, p.dst_lo, p.dport,
-                      p.src_hi, p.src_lo, p.sport)
-    else:
-        h = flow_hash(p.vlan, p.inner_vlan, p.proto, p.src_hi, p.src_lo, p.sport,
-                      p.dst_hi, p.dst_lo, p.dport)
-    return _nonzero(h)
+    return _nonzero(packet_hash(p))
 
 
 @njit(cache=True, nogil=True)
