@@ -323,6 +323,62 @@ def test_the_selection_kernel_picks_what_its_numpy_reference_picks(tmp_path):
     assert seen > len(frames) // 2
 
 
+def _state(dns: PassiveDns) -> tuple:
+    return (dict(dns.stats), {a: [(r.name, r.chain, r.first, r.last, r.end) for r in runs]
+                              for a, runs in dns._map.items()}, dict(dns.preferred))
+
+
+def test_the_response_kernel_reads_what_the_python_walk_reads():
+    """kernels.dnsparse (all of a batch's responses in one call) against PassiveDns._message
+    (dpkt's unpack_name and struct, one message at a time), its twin: the same counts and
+    the same names for every message, whole, cut at every length and with bytes flipped
+    (bad pointers, labels, lengths, non-UTF-8 names), one by one and all in one call."""
+    fp = load_fingerprints()
+    base = [
+        response("pool.example.test", [("pool.example.test", "CNAME", "lb.example.test", 60),
+                                        ("lb.example.test", "A", "192.0.2.5", 300),
+                                        ("lb.example.test", "AAAA", "2001:db8::5", 30)],
+                 compress=True, edns=True),
+        response("a.example", [("a.example", "A", "192.0.2.1", 60),
+                               ("a.example", "TXT", "hello", 60)]),
+        response("etc.2miners.com", [("etc.2miners.com", "A", "192.0.2.9", 2**31 + 5)]),
+        response("q.example", []),
+        response("x.example", [("x.example", "A", "192.0.2.2", 60)], opcode=2),
+        response("t.example", [("t.example", "A", "192.0.2.3", 60)], tc=1),
+    ]
+    rng = random.Random(11)
+    cases: list[tuple[bytes, bool]] = [(m, False) for m in base]
+    for m in base:
+        cases += [(m[:i], True) for i in range(12, len(m))]
+        for i in range(len(m)):
+            for b in (0xFF, 0xC0, 0x3F, 0x00, 0x80, rng.randrange(256)):
+                cases.append((m[:i] + bytes([b]) + m[i + 1:], False))
+    head, tail = base[0][:12], b"\x00\x01\x00\x01"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x63"
+    for name in (b"\xc0\x0c",  # a pointer to itself
+                 b"\x01a\xc0\x0c",  # a pointer back to the start of its own name
+                 b"\x3f" + b"a" * 63 + b"\xc0\x0c",
+                 b"".join(bytes([63]) + b"b" * 63 for _ in range(3)) + b"\x3e" + b"c" * 62 + b"\x00",
+                 b"".join(bytes([63]) + b"b" * 63 for _ in range(3)) + b"\x3f" + b"c" * 63 + b"\x00",
+                 b"\x40" + b"d" * 64 + b"\x00", b"\x80\x00", b"\x05short"):
+        cases += [(head + name + tail + answer, False), (head + name + tail + answer, True)]
+    cases.append((base[0][:12] + b"\x03\xc3\xa9x\x00\x00\x01\x00\x01", False))  # UTF-8
+    cases.append((base[0][:12] + b"\x02\xff\xfe\x00\x00\x01\x00\x01", False))  # not UTF-8
+    one, each, batch = (PassiveDns(prefer=pool_name_matcher(fp)) for _ in range(3))
+    for n, (msg, cut) in enumerate(cases):
+        one._message(msg, cut, T0 + n)
+        each._messages(np.frombuffer(msg, np.uint8), np.array([0]), np.array([len(msg)]),
+                       np.array([cut]), [T0 + n])
+        assert _state(each) == _state(one), (n, msg.hex(), cut)
+    joined = b"".join(m for m, _ in cases)
+    at = np.cumsum([0] + [len(m) for m, _ in cases])[:-1]
+    batch._messages(np.frombuffer(joined, np.uint8), at, np.array([len(m) for m, _ in cases]),
+                    np.array([c for _, c in cases]), [T0 + n for n in range(len(cases))])
+    assert _state(batch) == _state(one)
+    assert one.stats["malformed"] > 100 and one.stats["truncated"] > 50
+    assert one.host_of("192.0.2.5", 0) == "pool.example.test"
+
+
 def test_only_port_53_udp_and_tcp_responses_are_read(tmp_path):
     answer = response("x.example", [("x.example", "A", "192.0.2.30", 300)])
     dns = learn(tmp_path, [

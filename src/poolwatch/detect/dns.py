@@ -13,8 +13,10 @@ with port 53, then the OK UDP/TCP ones with a whole DNS header whose QR bit says
 walked label by label). Python runs only for those responses. Queries and answers to other
 questions (PTR, TXT, MX, NULL...) are counted, never parsed: they give no address a name.
 
-What is read from a response: the questions and the answer section, with dpkt's
-``dpkt.dns.unpack_name`` for every name (it follows compression pointers, accepts only
+What is read from a response: the questions and the answer section, walked by
+:mod:`poolwatch.kernels.dnsparse` for a batch's UDP responses at once, and by
+:meth:`PassiveDns._message` (its twin) for DNS over TCP; both read names as dpkt's
+``dpkt.dns.unpack_name`` does (it follows compression pointers, accepts only
 pointers backwards, so no loops, and refuses names over 255 bytes) and ``struct`` for the
 fixed fields; A, AAAA and CNAME records of class IN are used. The authority and additional
 sections are not parsed: an EDNS OPT record, RRSIGs, glue and anything else there cannot
@@ -54,6 +56,8 @@ import dpkt.dns
 import numpy as np
 
 from poolwatch.fingerprints import Fingerprints, normalize_name
+from poolwatch.kernels.dnsparse import (K_QUESTION, M_BAD, M_FULL, M_NEED_DATA, M_NO_ANSWERS,
+                                        TYPE_CNAME, parse_dns_messages)
 from poolwatch.kernels.dnsselect import (C_MALFORMED, C_NO_ADDRESSES, C_PACKETS, C_QUERIES,
                                          C_TRUNCATED, select_dns_messages)
 from poolwatch.records import PacketBatch, PacketStatus, addr_to_halves, halves_to_addr
@@ -255,10 +259,64 @@ class PassiveDns:
             self._tcp_rows(batch, rows[tcp], start[tcp], cap[tcp], wire[tcp])
             udp = ~tcp
             rows, start, cap, wire = rows[udp], start[udp], cap[udp], wire[udp]
-        buf = batch.buf
-        ts = pk["ts_ns"][rows].tolist()
-        for t, s, n, w in zip(ts, start.tolist(), cap.tolist(), wire.tolist()):
-            self._message(buf[s : s + n].tobytes(), n < w, t)
+        if len(rows):
+            self._messages(batch.buf, start, cap, cap < wire, pk["ts_ns"][rows].tolist())
+
+    def _messages(self, buf: np.ndarray, start: np.ndarray, cap: np.ndarray,
+                  cut: np.ndarray, ts: list[int]) -> None:
+        """The UDP responses of a batch, walked by ``kernels.dnsparse`` (what
+        :meth:`_message` does, for all of them in one call); Python turns names into text
+        and learns the answers, with :meth:`_message`'s outcome for every kind of damage."""
+        names = np.empty(int(cap.sum()) * 4 + 4096, np.uint8)
+        (status, flags, first, count, kind, ttl, name_at, name_len, data_at, data_len,
+         used) = parse_dns_messages(buf, start, cap, names)
+        text = names[:used].tobytes()
+        stats = self.stats
+        cols = zip(status.tolist(), flags.tolist(), first.tolist(), count.tolist(),
+                   cut.tolist(), ts)
+        kind_l, ttl_l = kind.tolist(), ttl.tolist()
+        name_at_l, name_len_l = name_at.tolist(), name_len.tolist()
+        data_at_l, data_len_l = data_at.tolist(), data_len.tolist()
+        for i, (st, fl, lo, n, was_cut, t) in enumerate(cols):
+            if st == M_NO_ANSWERS:
+                stats["no_addresses"] += 1
+                continue
+            if st == M_FULL:  # names too long for the buffer: the Python walk
+                s = int(start[i])
+                self._message(buf[s : s + int(cap[i])].tobytes(), bool(was_cut), t)
+                continue
+            stats["messages"] += 1
+            if st == M_BAD or (st == M_NEED_DATA and not was_cut):
+                stats["malformed"] += 1
+                continue
+            questions: list[str] = []
+            records: list[tuple[str, int, int, bytes | str]] = []
+            try:
+                for j in range(lo, lo + n):
+                    a = name_at_l[j]
+                    name = text[a : a + name_len_l[j]].decode("utf-8")
+                    k = kind_l[j]
+                    if k == K_QUESTION:
+                        questions.append(name)
+                    elif k == TYPE_CNAME:
+                        d = data_at_l[j]
+                        records.append((name, k, ttl_l[j],
+                                        text[d : d + data_len_l[j]].decode("utf-8")))
+                    elif k > 0:  # A, AAAA
+                        d = data_at_l[j]
+                        records.append((name, k, ttl_l[j], buf[d : d + data_len_l[j]].tobytes()))
+            except UnicodeError:
+                stats["malformed"] += 1
+                continue
+            if was_cut:
+                stats["truncated"] += 1
+            if fl & _TC:
+                stats["tc"] += 1
+            if (fl >> 11) & 0xF != dpkt.dns.DNS_QUERY:
+                stats["other_opcodes"] += 1
+                continue
+            if records:
+                self._learn(questions, records, t)
 
     def _tcp_rows(self, batch: PacketBatch, rows: np.ndarray, start: np.ndarray,
                   cap: np.ndarray, wire: np.ndarray) -> None:
@@ -459,7 +517,14 @@ class PassiveDns:
 
     def _add(self, addr: str, name: str, chain: tuple[str, ...], ts: int, end: int) -> None:
         if self.prefer is not None and addr not in self.preferred:
-            hit = next((n for n in (name, *chain) if self.prefer(n)), None)
+            prefer, hit = self.prefer, None
+            if prefer(name):
+                hit = name
+            else:
+                for n in chain:
+                    if prefer(n):
+                        hit = n
+                        break
             if hit is not None:
                 if len(self.preferred) >= self.max_entries:
                     del self.preferred[next(iter(self.preferred))]
