@@ -151,6 +151,21 @@ def test_validated_sets_are_kept_on_disk_between_runs(fp, tmp_path, monkeypatch)
     assert again == built == fp and again is not built
     assert again.endpoints_for("btc.f2pool.com") == fp.endpoints_for("btc.f2pool.com")
 
+    # a cache file another user owns is not loaded (a pickle runs code): built again
+    built_again: list[int] = []
+
+    def counting_build(dirs):
+        built_again.append(1)
+        return real_build(dirs)
+
+    monkeypatch.setattr(fpm, "_build", counting_build)
+    monkeypatch.setattr(fpm.os, "getuid", lambda real=os.getuid(): real + 1)
+    fpm._load_cached.cache_clear()
+    assert load_fingerprints(base_dir=base) == fp and built_again == [1]
+    monkeypatch.undo()
+    monkeypatch.setenv("POOLWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert oct((tmp_path / "cache").stat().st_mode & 0o777) == "0o700"
+
     monkeypatch.setattr(fpm, "_build", real_build)
     with open(base / "ports.csv", "a", encoding="utf-8") as fh:
         fh.write("\n")  # same entries, other bytes: another cache file

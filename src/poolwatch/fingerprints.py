@@ -1589,6 +1589,9 @@ def _load_cached(dirs: tuple[Path, ...], stamps: tuple) -> Fingerprints:
     if cache is not None:
         try:
             with open(cache, "rb") as fh, _no_gc():
+                # a pickle runs code when loaded: only one this user wrote is trusted
+                if hasattr(os, "getuid") and os.fstat(fh.fileno()).st_uid != os.getuid():
+                    raise PermissionError("the cache file belongs to another user")
                 found = pickle.load(fh)
             if isinstance(found, Fingerprints):
                 return found
@@ -1655,7 +1658,7 @@ def _write_disk_cache(path: Path, fp: Fingerprints) -> None:
     """Written to a temporary file and renamed: a reader never sees half a file. A cache
     that cannot be written is not an error (a read-only home, a full disk)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             pickle.dump(fp, fh, protocol=pickle.HIGHEST_PROTOCOL)
