@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .dnsselect import _u16
+
 M_OK = 0
 M_NEED_DATA = 1  # ran past the end of the captured bytes (cut, or lying counts)
 M_BAD = 2  # a label or pointer dpkt refuses, or a name over 255 bytes
@@ -84,11 +86,6 @@ def _name(buf, m0, size, off, names, w):
     if saved == 0:
         saved = off
     return _OK, saved, w
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _u16(buf, at):
-    return (np.int64(buf[at]) << 8) | np.int64(buf[at + 1])
 
 
 @njit(cache=True, nogil=True)
