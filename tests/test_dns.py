@@ -189,7 +189,7 @@ def test_dns_over_tcp(tmp_path):
 
 
 def test_dns_over_tcp_skips_retransmissions_and_restarts_after_a_gap(tmp_path):
-    big = response("big.example", [(f"big.example", "A", f"192.0.2.{k}", 300)
+    big = response("big.example", [("big.example", "A", f"192.0.2.{k}", 300)
                                    for k in range(20, 60)])
     nxt = prefixed(response("d.example", [("d.example", "A", "192.0.2.14", 300)]))
     stream = prefixed(big)

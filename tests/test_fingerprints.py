@@ -179,6 +179,17 @@ def test_validated_sets_are_kept_on_disk_between_runs(fp, tmp_path, monkeypatch)
     assert load_fingerprints(base_dir=base) == fp  # damaged: built again, and rewritten
     assert cached.read_bytes() != b"not a pickle"
 
+    def unpicklable(obj, fh, protocol=None):
+        fh.write(b"half")
+        raise fpm.pickle.PicklingError("cannot")
+
+    monkeypatch.setattr(fpm.pickle, "dump", unpicklable)
+    monkeypatch.setenv("POOLWATCH_CACHE_DIR", str(tmp_path / "failing"))
+    fpm._load_cached.cache_clear()
+    assert load_fingerprints(base_dir=base) == fp  # built; the cache is not an error
+    assert list((tmp_path / "failing").iterdir()) == []  # and no half-written file stays
+    monkeypatch.undo()
+
     (tmp_path / "blocked").write_text("a file where the directory should be")
     monkeypatch.setenv("POOLWATCH_CACHE_DIR", str(tmp_path / "blocked"))
     fpm._load_cached.cache_clear()

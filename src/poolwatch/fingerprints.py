@@ -1657,14 +1657,16 @@ def _disk_cache_path(dirs: tuple[Path, ...]) -> Path | None:
 def _write_disk_cache(path: Path, fp: Fingerprints) -> None:
     """Written to a temporary file and renamed: a reader never sees half a file. A cache
     that cannot be written is not an error (a read-only home, a full disk)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             pickle.dump(fp, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, pickle.PicklingError) as exc:
         log.debug("fingerprint cache %s not written: %s", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # no half-written file left behind
 
 
 def load_fingerprints(

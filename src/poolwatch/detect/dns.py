@@ -60,7 +60,7 @@ from poolwatch.kernels.dnsparse import (K_QUESTION, M_BAD, M_FULL, M_NEED_DATA, 
                                         TYPE_CNAME, parse_dns_messages)
 from poolwatch.kernels.dnsselect import (C_MALFORMED, C_NO_ADDRESSES, C_PACKETS, C_QUERIES,
                                          C_TRUNCATED, select_dns_messages)
-from poolwatch.records import PacketBatch, PacketStatus, addr_to_halves, halves_to_addr
+from poolwatch.records import PacketBatch, addr_to_halves, halves_to_addr
 
 __all__ = ["DEFAULT_GRACE_S", "DnsName", "PassiveDns", "pool_name_matcher"]
 
@@ -72,7 +72,6 @@ _QTAIL = struct.Struct(">HH")  # qtype, qclass
 _RRHEAD = struct.Struct(">HHIH")  # type, class, ttl, rdlength
 _TC = 0x0200
 _ANY = 255
-_OK = int(PacketStatus.OK)
 _unpack_name = dpkt.dns.unpack_name
 _MISSING = object()
 _CLASS_IN = dpkt.dns.DNS_IN
