@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,14 @@ from .conftest import PCAPS
 
 STRATUM = PCAPS / "stratum"
 SESSION = STRATUM / "stratum_v1_cgminer_sha256d.pcap"
+
+
+@pytest.fixture(autouse=True, params=["thread", "inline"])
+def hashing_mode(request, monkeypatch):
+    """Every test both ways: in the background thread (more than one CPU) and in the
+    caller's thread (one CPU)."""
+    monkeypatch.setattr(scan_module, "_cpus", lambda: 2 if request.param == "thread" else 1)
+    return request.param
 
 
 def sha(path: Path) -> str:
@@ -164,3 +174,25 @@ def test_the_tally_kernel_counts_what_its_twin_counts(sample):
         total = headers.tally_packets(batch.packets, counts)
         want_counts, want_total = tally_packets_reference(batch.packets, len(PacketStatus))
         assert counts.tolist() == want_counts and int(total) == want_total
+
+
+def test_on_one_cpu_the_hash_is_done_in_the_scans_thread(tmp_path, hashing_mode):
+    """No thread when the process may use one CPU only (it would only add switches); the
+    digest is the same."""
+    path = shutil.copy(SESSION, tmp_path / "s.pcap")
+    hashes = CaptureHashes(every_capture=True)
+    try:
+        for batch in iter_batches([path], batch_packets=2):
+            hashes.offer(batch)
+        assert hashes.get(str(path)) == sha(Path(path))
+        assert (hashes._pool is None) == (hashing_mode == "inline")
+    finally:
+        hashes.close()
+
+
+def test_the_cpu_count_is_the_processes_affinity_not_the_machines():
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from poolwatch.scan import CaptureHashes; print(CaptureHashes().background)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

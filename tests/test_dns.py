@@ -544,3 +544,14 @@ def test_the_name_must_be_valid_when_the_session_starts(tmp_path, shift_s, named
     (sess,) = scan_sessions([moved_dns(tmp_path, shift_s)])
     assert sess.pool_host == ("etc.2miners.com" if named else None)
     assert sess.coin == ("ETC" if named else None)
+
+
+def test_dns_numbers_are_dpkts():
+    """dns.py names the RFC numbers itself (dpkt is imported only by the Python walk)."""
+    import dpkt.dns
+
+    from poolwatch.detect import dns
+
+    assert (dns._CLASS_IN, dns._A, dns._AAAA, dns._CNAME, dns._OPCODE_QUERY) == (
+        dpkt.dns.DNS_IN, dpkt.dns.DNS_A, dpkt.dns.DNS_AAAA, dpkt.dns.DNS_CNAME,
+        dpkt.dns.DNS_QUERY)

@@ -1214,3 +1214,41 @@ def test_record_fields_and_kinds():
                          "community_id", "first_seen", "last_seen"]
     assert set(StratumSession.KINDS) <= set(names)
     assert StratumSession.__slots__ and StratumSession.__dataclass_params__.frozen
+
+
+def test_variant_markers_found_in_any_of_the_first_500_messages(tracker):
+    """Markers are searched in lines joined by newlines, some at a time: what is found is
+    exactly what a search of each line finds, in the first 500 messages, whatever the flush
+    points; a marker split over two lines is not found."""
+    from poolwatch.detect.stratum import MARKER_SEARCH_BYTES, _State
+
+    texts = [t for t, _ in tracker.vocab.marker_texts]
+    assert texts and not any(b"\n" in t for t in texts)
+    rng = random.Random(7)
+    filler = b'{"id":1,"method":"mining.notify","params":["' + b"ab" * 200 + b'"]}'
+    lines = [filler] * 600
+    lines[3] = filler + texts[0]  # early, before any flush
+    lines[450] = texts[1] + filler  # late, after several flushes
+    lines[520] = texts[2] + filler  # past the first 500 messages: not searched
+    half = len(texts[3]) // 2
+    lines[100], lines[101] = filler + texts[3][:half], texts[3][half:] + filler  # split
+    st = _State(conversation())
+    for i, line in enumerate(lines):
+        st.messages = i + 1
+        tracker._evidence_line(st, 0, line, i + 1)
+        assert st.marker_bytes <= MARKER_SEARCH_BYTES + len(line)  # bounded while waiting
+    found = {t for t, _ in tracker._markers(st)}
+    expected = {t for t in texts if any(t in line for line in lines[:500])}
+    assert found == expected
+    assert texts[0] in found and texts[1] in found
+    assert texts[2] not in found or any(texts[2] in x for x in lines[:500])
+    assert texts[3] not in found or any(texts[3] in x for x in lines[:500])
+    # and on random lines made of marker pieces
+    for _ in range(20):
+        st = _State(conversation())
+        pieces = [t[: rng.randrange(1, len(t) + 1)] for t in texts] + [b"x", b'"', b":"]
+        rand = [b"".join(rng.choices(pieces, k=rng.randrange(1, 6))) for _ in range(300)]
+        for i, line in enumerate(rand):
+            st.messages = i + 1
+            tracker._evidence_line(st, 0, line, i + 1)
+        assert {t for t, _ in tracker._markers(st)} == {t for t in texts if any(t in x for x in rand)}

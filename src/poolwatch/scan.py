@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -134,6 +135,14 @@ def scan_flows(
         yield last[start : start + FLUSH_SLICE]
 
 
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def capture_sha256(path: str | Path) -> str:
     """SHA-256 of a capture file as stored (compressed or not), for evidence."""
     digest = hashlib.sha256()
@@ -196,6 +205,8 @@ class CaptureHashes:
     compressed file as a whole. The work runs in one background
     thread, in order: hashlib releases the GIL, so on a second core it costs no wall time.
     At most ``MAX_QUEUED`` windows wait for it (memory stays bounded when it lags).
+    ``background=False`` (the default when the process may run on one CPU only): the same
+    work, in the same order, done at once in the caller's thread.
 
     ``every_capture=False``: a capture is hashed from the moment something in it is worth
     reporting (:meth:`start`), so captures without any are not hashed. ``True`` (the lead
@@ -204,14 +215,25 @@ class CaptureHashes:
 
     MAX_QUEUED = 4
 
-    def __init__(self, *, every_capture: bool = False) -> None:
+    def __init__(self, *, every_capture: bool = False, background: bool | None = None) -> None:
         self.every_capture = every_capture
+        # With one CPU to run on (taskset, a container's cpuset) the thread buys nothing: its
+        # switches with the scan cost 0.3-0.5 s of CPU over a 3.5 GB capture (4-5 % of the
+        # one-core scan, docs/performance.md); the hash is then done in the scan's thread.
+        self.background = background if background is not None else _cpus() > 1
         self._pool: ThreadPoolExecutor | None = None
         self._jobs: dict[str, _Hashing] = {}
         self._queued: deque[Future[None]] = deque()
         self._current: str | None = None  # the capture the last batch offered came from
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if not self.background:
+            done: Future[Any] = Future()
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:  # kept for .result(), as the thread would
+                done.set_exception(exc)
+            return done
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="poolwatch-sha256")
         return self._pool.submit(fn, *args)

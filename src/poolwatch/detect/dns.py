@@ -51,8 +51,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import dpkt
-import dpkt.dns
 import numpy as np
 
 from poolwatch.fingerprints import Fingerprints, normalize_name
@@ -72,10 +70,13 @@ _QTAIL = struct.Struct(">HH")  # qtype, qclass
 _RRHEAD = struct.Struct(">HHIH")  # type, class, ttl, rdlength
 _TC = 0x0200
 _ANY = 255
-_unpack_name = dpkt.dns.unpack_name
 _MISSING = object()
-_CLASS_IN = dpkt.dns.DNS_IN
-_A, _AAAA, _CNAME = dpkt.dns.DNS_A, dpkt.dns.DNS_AAAA, dpkt.dns.DNS_CNAME
+# RFC 1035 / 3596 numbers, as dpkt.dns names them (a test compares): dpkt itself is imported
+# only by the Python walk (DNS over TCP, names too long for the kernel's buffer), not by every
+# scan's start-up (0.05 s)
+_CLASS_IN = 1
+_A, _AAAA, _CNAME = 1, 28, 5
+_OPCODE_QUERY = 0
 _MAX_CHAIN = 16  # CNAME hops followed from a question (resolvers stop at 8-16 as well)
 
 STAT_NAMES = (
@@ -311,7 +312,7 @@ class PassiveDns:
                 stats["truncated"] += 1
             if fl & _TC:
                 stats["tc"] += 1
-            if (fl >> 11) & 0xF != dpkt.dns.DNS_QUERY:
+            if (fl >> 11) & 0xF != _OPCODE_QUERY:
                 stats["other_opcodes"] += 1
                 continue
             if records:
@@ -397,6 +398,10 @@ class PassiveDns:
 
     def _message(self, msg: bytes, cut: bool, ts: int) -> None:
         """One DNS response (header known to be there). ``cut``: the capture lost its end."""
+        import dpkt  # here, not at the top: see _CLASS_IN
+        import dpkt.dns
+
+        _unpack_name = dpkt.dns.unpack_name
         _id, flags, qdcount, ancount, _ns, _ar = _HEADER.unpack_from(msg)
         if ancount == 0:
             self.stats["no_addresses"] += 1
@@ -445,7 +450,7 @@ class PassiveDns:
             self.stats["truncated"] += 1
         if flags & _TC:
             self.stats["tc"] += 1
-        if (flags >> 11) & 0xF != dpkt.dns.DNS_QUERY:
+        if (flags >> 11) & 0xF != _OPCODE_QUERY:
             self.stats["other_opcodes"] += 1
             return
         if records:
