@@ -218,7 +218,7 @@ class CaptureHashes:
     def __init__(self, *, every_capture: bool = False, background: bool | None = None) -> None:
         self.every_capture = every_capture
         # With one CPU to run on (taskset, a container's cpuset) the thread buys nothing: its
-        # switches with the scan cost 0.3-0.5 s of CPU over a 3.5 GB capture (4-5 % of the
+        # switches with the scan cost 0.25-0.8 s of CPU over a 3.5 GB capture (3-8 % of the
         # one-core scan, docs/performance.md); the hash is then done in the scan's thread.
         self.background = background if background is not None else _cpus() > 1
         self._pool: ThreadPoolExecutor | None = None
@@ -231,7 +231,7 @@ class CaptureHashes:
             done: Future[Any] = Future()
             try:
                 done.set_result(fn(*args))
-            except BaseException as exc:  # kept for .result(), as the thread would
+            except Exception as exc:  # kept for .result(), as the thread would (Ctrl-C is not)
                 done.set_exception(exc)
             return done
         if self._pool is None:

@@ -838,9 +838,10 @@ class StratumTracker:
         """The (marker, variant) pairs found in the conversation's first 500 messages.
 
         Lines wait and are searched together, joined by newlines: one search per marker over
-        ~32 KB instead of one per marker per line (14 markers in every 500-byte line took
-        0.3 s of the benchmark's one-core scan; joined, 0.1 s). No marker text holds a newline
-        (``_Vocabulary``), so a marker is in the joined text exactly when it is in a line."""
+        ~32 KB instead of one per marker per line (the benchmark input's 42,000 Stratum
+        lines, 14 markers, in isolation: 0.42 s line by line, 0.12 s joined). No marker text
+        holds a newline (``_Vocabulary``), so a marker is in the joined text exactly when it
+        is in a line."""
         if st.marker_lines:
             joined = b"\n".join(st.marker_lines)
             st.marker_lines, st.marker_bytes = [], 0
