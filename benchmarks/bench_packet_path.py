@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -357,22 +358,36 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def best_of(repeat: int, run) -> Result:
-    """Best (lowest wall time) of REPEAT runs; the machine may be shared, so noise only adds.
+def best_in_turn(runners: list[tuple[str, Callable[[], Result], int]]) -> list[Result]:
+    """Each row's best (lowest wall time) run, the rows run in turn: one run of every row per
+    round (ndpiReader, flows, scan, ndpiReader, flows, scan, ...), not all of one row's runs
+    and then the next row's.
 
-    A row that fails, or whose first run takes over LONG_RUN_S seconds, is not
-    repeated: it would not change the picture and would blow the time budget.
+    The development VMs' speed moves by a fifth or more from one minute to the next; rows
+    run in turn see the same minutes, so a ratio between two rows is not decided by one of
+    them having run in a slow stretch. A row that fails, or whose run takes over
+    LONG_RUN_S seconds, is not run again: it would not change the picture and would blow
+    the time budget.
     """
-    best = run()
-    runs = 1
-    while runs < repeat and best.ok and best.seconds < LONG_RUN_S:
-        res = run()
-        runs += 1
-        if res.ok and res.seconds < best.seconds:
-            best = res
-    if runs > 1:
-        best.note = (best.note + "; " if best.note else "") + "best of %d runs" % runs
-    return best
+    best: dict[str, Result] = {}
+    runs: dict[str, int] = {}
+    for rnd in range(max((times for _, _, times in runners), default=0)):
+        for row, run, times in runners:
+            prev = best.get(row)
+            if rnd >= times or (prev is not None and (not prev.ok or prev.seconds >= LONG_RUN_S)):
+                continue
+            res = run()
+            runs[row] = runs.get(row, 0) + 1
+            if prev is None or (res.ok and res.seconds < prev.seconds):
+                best[row] = res
+    out = []
+    for row, _, _ in runners:
+        res = best[row]
+        if runs[row] > 1:
+            res.note = (res.note + "; " if res.note else "") + \
+                "best of %d runs, rows in turn" % runs[row]
+        out.append(res)
+    return out
 
 
 def check_count(res: Result, counted: int | None, what: str) -> None:
@@ -834,7 +849,8 @@ def main(argv: list[str] | None = None) -> int:
     simple = {"cat": row_cat, "ndpiReader": row_ndpi, "tshark-read": row_tshark_read,
               "tshark": row_tshark, "dpkt-loop": row_dpkt_loop}
 
-    results: list[Result] = []
+    # Warm-ups first, then the timed runs: every row once per round, rounds in turn.
+    runners: list[tuple[str, Callable[[], Result], int]] = []  # (row, run, runs at most)
     warmup = None
     for row in ALL_ROWS:
         if row not in rows:
@@ -842,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
         if row.startswith("poolwatch") and "bytecode" not in ctx:
             ctx["bytecode"] = compile_bytecode(ctx)
         if row in simple:
-            results.append(best_of(args.repeat, lambda: simple[row](full, ctx)))
+            runners.append((row, lambda r=row: simple[r](full, ctx), args.repeat))
             continue
         if row in ("poolwatch-scan", "poolwatch-scan-contacts"):
             # One copy of the corpus holds the mining sessions, so every scan kernel and
@@ -851,15 +867,16 @@ def main(argv: list[str] | None = None) -> int:
                 ctx["warmup_scan"] = warm_numba(merged, ctx, command="scan")
             want = expected_sessions(args, merged, full)
             with_contacts = row == "poolwatch-scan-contacts"
-            results.append(best_of(args.repeat, lambda w=want, c=with_contacts:
-                                   row_poolwatch_scan(full, ctx, w, contacts=c)))
+            runners.append((row, lambda w=want, c=with_contacts:
+                            row_poolwatch_scan(full, ctx, w, contacts=c), args.repeat))
             continue
         engine = row.split("-", 1)[1]
         if engine == "fast":
             warmup = warm_numba(prefixes["pyshark"], ctx)
         inp = prefixes.get(engine, full)
-        results.append(best_of(1 if inp is not full else args.repeat,
-                               lambda: row_poolwatch(engine, inp, ctx)))
+        runners.append((row, lambda e=engine, i=inp: row_poolwatch(e, i, ctx),
+                        1 if inp is not full else args.repeat))
+    results = best_in_turn(runners)
 
     memory = run_memory_check(args, merged, full, results, ctx, fp) \
         if args.size_mb and "poolwatch-fast" in rows else None
