@@ -1240,9 +1240,11 @@ def test_variant_markers_found_in_any_of_the_first_500_messages(tracker):
     found = {t for t, _ in tracker._markers(st)}
     expected = {t for t in texts if any(t in line for line in lines[:500])}
     assert found == expected
-    assert texts[0] in found and texts[1] in found
-    assert texts[2] not in found or any(texts[2] in x for x in lines[:500])
-    assert texts[3] not in found or any(texts[3] in x for x in lines[:500])
+    assert texts[0] in found and texts[1] in found  # before and after flushes
+    if not any(texts[2] in x for x in lines[:500]):
+        assert texts[2] not in found  # only in message 521: past the limit
+    if not any(texts[3] in x for x in lines[:500]):
+        assert texts[3] not in found  # split over two lines
     # and on random lines made of marker pieces
     for _ in range(20):
         st = _State(conversation())
