@@ -7,6 +7,7 @@ subprocess to check what a shell sees (exit status, no Python traceback on stder
 from __future__ import annotations
 
 import io
+import os
 import json
 import re
 import subprocess
@@ -427,3 +428,43 @@ def test_poolwatch_script_version():
     run = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
     assert run.stdout.strip() == f"poolwatch {__version__}"
+
+
+# ---------------------------------------------------------------------------- first run
+
+
+@pytest.mark.parametrize("cold", [True, False])
+def test_a_first_run_says_it_compiles_the_kernels(monkeypatch, cold):
+    """A new install's first scan compiles the kernels (tens of seconds): the command says
+    so before it starts instead of looking hung, and says nothing once they are cached."""
+    import poolwatch.kernels
+    from poolwatch.cli import COMPILE_NOTICE
+
+    monkeypatch.setattr(poolwatch.kernels, "cold_cache", lambda *kernels: cold)
+    for command in ("flows", "scan"):
+        result = run_cli(command, PCAPS / "raw_ip.pcap", "-f", "jsonl", "--no-progress",
+                         *(["--no-store"] if command == "scan" else []))
+        assert result.exit_code == 0, result.stderr
+        assert (COMPILE_NOTICE in result.stderr) is cold
+        if command == "flows":
+            assert result.stdout.count("\n") >= 1  # the records are there all the same
+    quiet = run_cli("-q", "flows", PCAPS / "raw_ip.pcap", "-f", "jsonl", "--no-progress")
+    assert COMPILE_NOTICE not in quiet.stderr
+
+
+def test_cold_cache_reads_numbas_own_cache(tmp_path):
+    """``cold_cache`` is true for a kernel numba would compile, false once numba has cached
+    it (in a new process, as the next command runs), and false for what it cannot read."""
+    code = (
+        "import numpy as np\n"
+        "from poolwatch.kernels import cold_cache\n"
+        "from poolwatch.kernels.prefilter import table_contains\n"
+        "print(cold_cache(table_contains), cold_cache(len), cold_cache())\n"
+        "table_contains(np.zeros(8, np.uint64), np.uint64(3))\n"
+        "print(cold_cache(table_contains))\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=300, check=True).stdout.split()
+            for _ in range(2)]
+    assert runs[0] == ["True", "False", "False", "False"]  # compiled and cached by the call
+    assert runs[1] == ["False", "False", "False", "False"]  # the next process finds it

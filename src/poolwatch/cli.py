@@ -252,6 +252,7 @@ def flows(
 def _scanning(progress: bool | None, total_files: int):
     """The progress bar around a scan (yields its hook), and library errors as exit codes."""
     show = sys.stderr.isatty() if progress is None else progress
+    _compile_notice()
     bar, hook = _progress(show, total_files)
     try:
         if bar:
@@ -264,6 +265,19 @@ def _scanning(progress: bool | None, total_files: int):
     finally:
         if bar:
             bar.stop()
+
+
+COMPILE_NOTICE = ("compiling poolwatch's packet kernels for this machine: the first run after "
+                  "an install or upgrade takes tens of seconds more, later runs reuse them")
+
+
+def _compile_notice() -> None:
+    """Say so before a first run compiles the kernels, instead of sitting silent."""
+    from .kernels import capture_records, cold_cache, headers
+
+    if (logging.getLogger().level <= logging.WARNING
+            and cold_cache(capture_records.walk_pcap, headers.tally_packets)):
+        err.print(COMPILE_NOTICE, highlight=False, soft_wrap=True)
 
 
 def _input_files(paths: list[Path], out: Path | None) -> list[Path]:
@@ -1001,6 +1015,10 @@ def sense(
     from poolwatch_sensor.sensor import Sensor
 
     logs.setup(cfg.log.level, cfg.log.format)
+    from .kernels import capture_records, cold_cache, headers
+
+    if cold_cache(capture_records.walk_pcap, headers.tally_packets):
+        logging.getLogger("poolwatch.sensor").warning("%s", COMPILE_NOTICE)
     try:
         code = Sensor(cfg).run()
     except (ConfigError, OSError) as exc:  # a source that cannot start: interface, port...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 _BLAS_PROBE = "scipy.linalg.cython_blas"
 # numba's cffi support builds a cffi.FFI (its C parser) when it first loads a kernel: 25 ms
@@ -33,3 +34,21 @@ def skip_blas_probe() -> None:
     finally:
         for module in hidden:
             del sys.modules[module]
+
+
+def cold_cache(*kernels: Any) -> bool:
+    """True when numba's on-disk cache holds no compiled code for one of ``kernels`` (numba
+    dispatchers declared with ``cache=True``) that matches its source as it is now.
+
+    Their first call then compiles them: tens of seconds for a command's kernels on a new
+    install, which a command says before it looks hung. numba has no public call for this,
+    so its cache object is read (``_cache``, the index numba itself would load); anything
+    unexpected there counts as cached, so the worst case is a notice not shown.
+    """
+    for kernel in kernels:
+        try:
+            if not kernel._cache._cache_file._load_index():
+                return True
+        except Exception:  # numba internals changed: say nothing rather than fail
+            return False
+    return False
