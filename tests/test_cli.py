@@ -7,8 +7,8 @@ subprocess to check what a shell sees (exit status, no Python traceback on stder
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import re
 import subprocess
 import sys

@@ -49,6 +49,6 @@ def cold_cache(*kernels: Any) -> bool:
         try:
             if not kernel._cache._cache_file._load_index():
                 return True
-        except Exception:  # numba internals changed: say nothing rather than fail
+        except Exception:  # noqa: BLE001 numba internals changed: say nothing, never fail
             return False
     return False
