@@ -90,6 +90,18 @@ DEFAULT_BATCH_PACKETS = 1 << 16
 DEFAULT_BATCH_BYTES = 8 << 20
 
 
+def warm_up_ring() -> None:
+    """Compile (or load) the ring kernels before capture starts (``poolwatch.warmup``): they
+    run once on a ring of one block the kernel still owns, with the argument types a
+    socket's own calls have, so numba compiles exactly what :meth:`PacketSocket._take` runs."""
+    block_size = 1 << 12
+    ring = np.zeros(block_size, np.uint8)
+    buf = np.zeros(block_size + tpacket.MAX_GROWTH, np.uint8)
+    out = np.zeros(1, PACKET)
+    tpacket.block_ready(ring, block_size, 0)
+    tpacket.walk_blocks(ring, block_size, 1, 0, 1, False, LINKTYPE_ETHERNET, buf, 0, out, 0, 0)
+
+
 def _setns(name: str) -> None:
     """Move the calling thread into network namespace ``name`` (``ip netns`` naming)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

@@ -12,7 +12,10 @@ them to the pipeline (no copies between threads; readers reuse their arrays):
 - ``flows``: :class:`~poolwatch_sensor.collector.FlowCollector` (NetFlow v5/v9, IPFIX)
   → pool contacts.
 
-Records go to the :class:`~poolwatch_sensor.push.Outbox` (spool, then the pusher thread).
+Before any source opens, the packet kernels are compiled or loaded (``poolwatch.warmup``):
+a new install's first batch would otherwise spend tens of seconds compiling while the ring
+overflows. Records go to the :class:`~poolwatch_sensor.push.Outbox` (spool, then the pusher
+thread).
 The main thread cuts due batches, publishes gauges, pings systemd's watchdog while every
 source is alive, and waits for a signal. SIGTERM or SIGINT: the sources stop reading (the
 file being read is finished), each pipeline is flushed, everything is spooled, the pusher
@@ -42,6 +45,7 @@ log = logging.getLogger("poolwatch.sensor")
 
 NS = 1_000_000_000
 SOURCE_JOIN_SECONDS = 15.0  # a source that does not stop by then is left behind (logged)
+WARM_UP_USEC = 300_000_000  # systemd's start timeout while the kernels compile (5 min)
 
 
 def _sd_notify(message: str) -> None:
@@ -154,6 +158,31 @@ class Sensor:
         self.stop_event.set()
 
     # ------------------------------------------------------------------- sources
+    def _warm_up(self, live: bool) -> None:
+        """The packet kernels compiled (or loaded from numba's cache) before any source opens:
+        after an install or upgrade compiling takes tens of seconds, during which a live
+        capture's ring would overflow. systemd is told (STATUS, a longer start timeout) and
+        READY follows; what the pipeline finds in the warm-up capture is thrown away."""
+        from poolwatch.kernels import capture_records, cold_cache, headers
+        from poolwatch.warmup import warm_up
+
+        cold = cold_cache(capture_records.walk_pcap, headers.tally_packets)
+        if cold:
+            log.warning("compiling the packet kernels for this machine (first start after an "
+                        "install or upgrade: tens of seconds); capture starts after")
+            _sd_notify(f"STATUS=compiling packet kernels\nEXTEND_TIMEOUT_USEC={WARM_UP_USEC}")
+        try:
+            if live:
+                from .packet_socket import warm_up_ring
+
+                warm_up_ring()
+            done = warm_up(lambda: self.pipeline_factory(hash_captures=False))
+        except OSError as exc:  # no temporary directory: the first batch compiles instead
+            log.warning("cannot compile the packet kernels ahead of capture: %s", exc)
+            return
+        log.info("packet kernels ready", extra=fields(seconds=round(done.seconds, 3),
+                                                      compiled=cold))
+
     def _live(self, stop: threading.Event, abort: threading.Event) -> None:
         cap = self.config.capture
         pipe = self.pipeline_factory(hash_captures=False)
@@ -361,6 +390,8 @@ class Sensor:
             spool=str(cfg.spool.directory), spooled_batches=self.spool.batches,
             metrics=f"{cfg.metrics.host}:{cfg.metrics.port}" if cfg.metrics.port else None))
         self.pusher.start()
+        if {"live", "files"} & set(cfg.sources()):
+            self._warm_up("live" in cfg.sources())
         bodies = {"live": self._live, "files": self._files, "flows": self._flows}
         for name in cfg.sources():
             self.beat(name)
