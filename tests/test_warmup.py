@@ -91,7 +91,7 @@ print(len(before), sorted({p.name for p in cache.rglob("*.nbi")} - before))
     assert any(c.endswith(".pcapng") for c in captures)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path), *captures], env=env,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     cached, missed = out.stdout.split(" ", 1)
     assert int(cached) >= 40
@@ -103,9 +103,10 @@ def test_the_sensor_warms_up_before_it_says_ready(tmp_path, monkeypatch):
     """systemd hears READY only once the kernels are ready, and nothing the warm-up found
     reaches the outbox."""
     pytest.importorskip("poolwatch_sensor")
-    import poolwatch.warmup
     from poolwatch_sensor.config import load_config
     from poolwatch_sensor.sensor import Sensor
+
+    import poolwatch.warmup
 
     notify = tmp_path / "notify"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

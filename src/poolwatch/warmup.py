@@ -38,19 +38,19 @@ NS = 1_000_000_000
 # (from the miner?, line): the exchange of a Stratum V1 miner and its pool
 STRATUM_LINES = (
     (True, b'{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}'),
-    (False, b'{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a"]],"08000002",4],'
-            b'"error":null}'),
+    (False, (b'{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a"]],"08000002",4],'
+             b'"error":null}')),
     (True, b'{"id":2,"method":"mining.authorize","params":["warmup.rig1","x"]}'),
     (False, b'{"id":2,"result":true,"error":null}'),
     (False, b'{"id":null,"method":"mining.set_difficulty","params":[1024]}'),
-    (False, b'{"id":null,"method":"mining.notify","params":["4d16b6f85af6e219",'
-            b'"4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000",'
-            b'"01000000010000000000000000000000000000000000000000000000000000000000000000ffff'
-            b'ffff20020862062f503253482f04b8864e5008","072f736c7573682f000000000100f2052a0100'
-            b'00001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],'
-            b'"00000002","1c2ac4af","504e86b9",false]}'),
-    (True, b'{"id":4,"method":"mining.submit","params":["warmup.rig1","4d16b6f85af6e219",'
-           b'"00000000","504e86ed","b2957c02"]}'),
+    (False, (b'{"id":null,"method":"mining.notify","params":["4d16b6f85af6e219",'
+             b'"4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000",'
+             b'"01000000010000000000000000000000000000000000000000000000000000000000000000ffff'
+             b'ffff20020862062f503253482f04b8864e5008","072f736c7573682f000000000100f2052a0100'
+             b'00001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],'
+             b'"00000002","1c2ac4af","504e86b9",false]}')),
+    (True, (b'{"id":4,"method":"mining.submit","params":["warmup.rig1","4d16b6f85af6e219",'
+            b'"00000000","504e86ed","b2957c02"]}')),
     (False, b'{"id":4,"result":true,"error":null}'),
 )
 
