@@ -166,8 +166,9 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, blen) + body + struct.pack("<I", blen)
 
 
-def _write_pcap(rows: np.ndarray, data: np.ndarray, linktype: int) -> np.ndarray:
-    """A classic nanosecond pcap of the rows (header, then record header + bytes each)."""
+def write_pcap(rows: np.ndarray, data: np.ndarray, linktype: int) -> np.ndarray:
+    """A classic nanosecond pcap of PACKET ``rows`` (their ``ts_ns``, ``caplen``, ``wirelen``)
+    whose bytes lie end to end in ``data``: header, then record header + bytes each."""
     n = len(rows)
     caplen = rows["caplen"].astype(np.int64)
     snaplen = max(MAX_STANDARD_CAPLEN, int(caplen.max()) if n else 0)
@@ -187,9 +188,10 @@ def _write_pcap(rows: np.ndarray, data: np.ndarray, linktype: int) -> np.ndarray
     return out
 
 
-def _write_pcapng(rows: np.ndarray, data: np.ndarray, comment: str) -> np.ndarray:
-    """A pcapng: a section header whose comment names the source, one interface per link
-    type (nanosecond timestamps), and an enhanced packet block per row."""
+def write_pcapng(rows: np.ndarray, data: np.ndarray, comment: str) -> np.ndarray:
+    """A pcapng of PACKET ``rows`` (as :func:`write_pcap`): a section header whose comment
+    names the source, one interface per link type (nanosecond timestamps), and an enhanced
+    packet block per row."""
     linktypes, iface = np.unique(rows["linktype"], return_inverse=True)
     shb_opts = (_option(1, comment.encode()) + _option(4, f"poolwatch {__version__}".encode())
                 + _option(0, b""))
@@ -318,11 +320,11 @@ def pcap_slice(
         raise MixedLinkTypes(path, f"the session's packets have link types {linktypes}: "
                                    "classic pcap holds one; ask for pcapng")
     if fmt == "pcap":
-        blob = _write_pcap(sel, payload, linktypes[0])
+        blob = write_pcap(sel, payload, linktypes[0])
     else:
         comment = (f"poolwatch slice of {path} (sha256 {sha}): frames {frame_ranges(frames)}; "
                    f"{_proto_name(proto)} {src_ip}:{src_port} <-> {dest_ip}:{dest_port}")
-        blob = _write_pcapng(sel, payload, comment)
+        blob = write_pcapng(sel, payload, comment)
     out.write(memoryview(blob))
     return SliceInfo(
         capture=path, capture_sha256=sha, packets=len(sel), frames=frames,

@@ -26,6 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .export import write_pcap, write_pcapng
+from .records import LINKTYPE_ETHERNET, PACKET
 from .scan import iter_batches
 
 MINER, POOL, RESOLVER = bytes([10, 0, 0, 2]), bytes([192, 0, 2, 10]), bytes([10, 0, 0, 1])
@@ -34,6 +38,7 @@ POOL_NAME = "pool.warm-up.invalid"
 SYN, FIN, PSH_ACK, ACK = 0x02, 0x01, 0x18, 0x10
 START_S = 1_700_000_000  # capture time of the first packet
 NS = 1_000_000_000
+ETHERNET_HEADER = bytes.fromhex("020000000002" + "020000000001" + "0800")  # to, from, IPv4
 
 # (from the miner?, line): the exchange of a Stratum V1 miner and its pool
 STRATUM_LINES = (
@@ -89,7 +94,7 @@ def warm_up(make_pipeline: Callable[[], Any]) -> WarmUp:
 
 
 def warm_up_capture(pcapng: bool = False) -> bytes:
-    """The built-in capture (classic pcap, or pcapng; Ethernet), one packet a millisecond."""
+    """The built-in capture (nanosecond pcap, or pcapng; Ethernet), a packet a millisecond."""
     frames = []
     seq = {True: 1000, False: 5000}  # next sequence number from each side
 
@@ -114,21 +119,15 @@ def warm_up_capture(pcapng: bool = False) -> bytes:
     seq.update({True: 9000, False: 0})
     tcp(True, SYN, sport=TLS_PORT, dport=443)
     tcp(True, PSH_ACK, _client_hello(POOL_NAME), sport=TLS_PORT, dport=443)
-    ethers = [b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + f for f in frames]
-    if pcapng:  # section header, one Ethernet interface, enhanced packet blocks (microseconds)
-        out = [struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28),
-               struct.pack("<IIHHII", 1, 20, 1, 0, 65535, 20)]
-        for i, ether in enumerate(ethers):
-            padded = ether + bytes(-len(ether) % 4)
-            us = START_S * 1_000_000 + i * 1000
-            out.append(struct.pack("<IIIIIII", 6, 32 + len(padded), 0, us >> 32, us & 0xFFFFFFFF,
-                                   len(ether), len(ether)) + padded
-                       + struct.pack("<I", 32 + len(padded)))
-        return b"".join(out)
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    for i, ether in enumerate(ethers):
-        out.append(struct.pack("<IIII", START_S, i * 1000, len(ether), len(ether)) + ether)
-    return b"".join(out)
+    ethers = [ETHERNET_HEADER + f for f in frames]
+    rows = np.zeros(len(ethers), PACKET)
+    rows["ts_ns"] = START_S * NS + np.arange(len(ethers)) * 1_000_000
+    rows["caplen"] = rows["wirelen"] = [len(e) for e in ethers]
+    rows["linktype"] = LINKTYPE_ETHERNET
+    data = np.frombuffer(b"".join(ethers), np.uint8)
+    blob = (write_pcapng(rows, data, "poolwatch warm-up") if pcapng
+            else write_pcap(rows, data, LINKTYPE_ETHERNET))
+    return blob.tobytes()
 
 
 def _ipv4(src: bytes, dst: bytes, proto: int, body: bytes) -> bytes:
