@@ -1015,10 +1015,6 @@ def sense(
     from poolwatch_sensor.sensor import Sensor
 
     logs.setup(cfg.log.level, cfg.log.format)
-    from .kernels import capture_records, cold_cache, headers
-
-    if cold_cache(capture_records.walk_pcap, headers.tally_packets):
-        logging.getLogger("poolwatch.sensor").warning("%s", COMPILE_NOTICE)
     try:
         code = Sensor(cfg).run()
     except (ConfigError, OSError) as exc:  # a source that cannot start: interface, port...
