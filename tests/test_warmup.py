@@ -99,14 +99,18 @@ print(len(before), sorted({p.name for p in cache.rglob("*.nbi")} - before))
     assert missed.strip() == "[]", f"compiled after the warm-up: {missed}"
 
 
-def test_the_sensor_warms_up_before_it_says_ready(tmp_path, monkeypatch):
-    """systemd hears READY only once the kernels are ready, and nothing the warm-up found
-    reaches the outbox."""
+@pytest.mark.parametrize("cold", [False, True])
+def test_the_sensor_warms_up_before_it_says_ready(tmp_path, monkeypatch, caplog, cold):
+    """systemd hears READY only once the kernels are ready (while they compile: a status and
+    a longer start timeout), and nothing the warm-up found reaches the outbox."""
     pytest.importorskip("poolwatch_sensor")
     from poolwatch_sensor.config import load_config
     from poolwatch_sensor.sensor import Sensor
 
+    import poolwatch.kernels
     import poolwatch.warmup
+
+    monkeypatch.setattr(poolwatch.kernels, "cold_cache", lambda *kernels: cold)
 
     notify = tmp_path / "notify"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -149,6 +153,13 @@ key_file = "key"
         listener.close()
     assert code == [0]
     assert received.count("WARM-UP") == 1
-    assert received.index("WARM-UP") < next(
-        i for i, m in enumerate(received) if m.startswith("READY=1"))
+    ready = next(i for i, m in enumerate(received) if m.startswith("READY=1"))
+    assert received.index("WARM-UP") < ready
+    compiling = [m for m in received if m.startswith("STATUS=compiling")]
+    if cold:
+        assert compiling == ["STATUS=compiling packet kernels\nEXTEND_TIMEOUT_USEC=300000000"]
+        assert received.index(compiling[0]) < received.index("WARM-UP")
+        assert "compiling the packet kernels" in caplog.text
+    else:
+        assert compiling == []
     assert added == []  # the warm-up's session was thrown away
