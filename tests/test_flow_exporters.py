@@ -235,12 +235,22 @@ def exports(capture, tmp_path_factory) -> dict[str, list[bytes] | str]:
         th.join()
         if proc.returncode != 0:
             log = proc.stdout.read().decode(errors="replace")[-2000:] if proc.stdout else ""
-            out[name] = f"{name} exited with {proc.returncode}: {log}"
+            if not (EXPORTERS[name][0] == "pmacctd" and _pmacct_end_of_file_race(log)):
+                out[name] = f"{name} exited with {proc.returncode}: {log}"
         if proc.stdout:
             proc.stdout.close()
     for s in socks:
         s.close()
     return out
+
+
+def _pmacct_end_of_file_race(log: str) -> bool:
+    """pmacctd's normal end of a savefile, with exit status 1: the core asks the nfprobe
+    plugin to stop, the plugin exports its flows and exits, and a core that finds the pipe
+    gone first logs "connection lost … no more plugins active" and exits 1 (seen once in
+    ~10 CI runs under load). The records are all out by then; what they hold is checked."""
+    return ("nfprobe ): Shutting down on user request" in log
+            and "no more plugins active. Shutting down." in log)
 
 
 def datagrams(exports, name: str) -> list[bytes]:
