@@ -523,8 +523,8 @@ def poolwatch_command() -> tuple[list[str], dict[str, str] | None, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT / "src") + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    code = "import sys; from poolwatch.cli import main; sys.exit(main())"
-    return [sys.executable, "-c", code], env, "repo sources (PYTHONPATH=src, poolwatch.cli:main)"
+    code = "import sys; from poolwatch.launch import main; sys.exit(main())"
+    return [sys.executable, "-c", code], env, "repo sources (PYTHONPATH=src, poolwatch.launch:main)"
 
 
 def row_poolwatch(engine: str, inp: BenchInput, ctx: dict) -> Result:

@@ -468,3 +468,81 @@ def test_cold_cache_reads_numbas_own_cache(tmp_path):
             for _ in range(2)]
     assert runs[0] == ["True", "False", "False", "False"]  # compiled and cached by the call
     assert runs[1] == ["False", "False", "False", "False"]  # the next process finds it
+
+
+# The garbage collector during start-up (poolwatch.launch): off while the command loads, on
+# again once it is set up, in the poolwatch process itself. The subprocess records what the
+# collector's state was at three moments and writes it out before the command's os._exit.
+_GC_PROBE = r"""
+import gc, json, os, sys
+seen = {}
+import poolwatch.cli as cli
+import poolwatch.scan as scan
+
+real_open, real_feed, real_exit = cli._open_store, scan.DetectionPipeline.feed, os._exit
+
+def open_store(db):
+    seen["store_opened_with_gc"] = gc.isenabled()
+    return real_open(db)
+
+def feed(self, batch):
+    seen.setdefault("scanning_with_gc", gc.isenabled())
+    seen.setdefault("frozen_objects", gc.get_freeze_count())
+    return real_feed(self, batch)
+
+def exit_(code):
+    seen["at_exit_gc"] = gc.isenabled()
+    with open(os.environ["GC_PROBE_OUT"], "w") as f:
+        json.dump(seen, f)
+    real_exit(code)
+
+cli._open_store, scan.DetectionPipeline.feed, os._exit = open_store, feed, exit_
+gc.enable()  # as a fresh interpreter starts; the launcher must turn it off itself
+from poolwatch.launch import main
+sys.argv = ["poolwatch", *sys.argv[1:]]
+main()
+"""
+
+
+def _gc_probe(tmp_path: Path, *args: str | Path) -> dict:
+    out = tmp_path / "gc.json"
+    run = subprocess.run([sys.executable, "-c", _GC_PROBE, *map(str, args)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "GC_PROBE_OUT": str(out)})
+    assert run.returncode == 0, run.stderr
+    return json.loads(out.read_text())
+
+
+def test_the_command_loads_without_the_garbage_collector_and_scans_with_it(tmp_path):
+    seen = _gc_probe(tmp_path, "scan", PCAPS / "stratum" / "cryptonote_xmrig.pcap",
+                     "--db", f"sqlite:///{tmp_path / 'store.db'}", "--no-progress",
+                     "--format", "jsonl", "--out", tmp_path / "out.jsonl")
+    assert seen["store_opened_with_gc"] is False  # set-up: SQLAlchemy loads without it
+    assert seen["scanning_with_gc"] is True  # the scan's own work: collected as usual
+    assert seen["frozen_objects"] > 10_000  # what the set-up loaded, out of its sight
+    assert seen["at_exit_gc"] is True
+
+
+def test_other_commands_run_with_the_garbage_collector(tmp_path):
+    seen = _gc_probe(tmp_path, "db", "upgrade", "--db", f"sqlite:///{tmp_path / 'store.db'}")
+    assert seen == {"at_exit_gc": True}  # on again at the command's start (not a scan)
+
+
+def test_the_launcher_imports_the_command_without_collecting(tmp_path):
+    """``poolwatch --version`` loads all of poolwatch.cli (numba, typer, rich, pydantic)
+    and stops before any command runs: no collection at all on the way."""
+    probe = ("import gc, sys\n"
+             "runs = []\n"
+             "gc.callbacks.append(lambda phase, info: runs.append(1) if phase == 'start' "
+             "else None)\n"
+             "import os\n"
+             "real_exit = os._exit\n"
+             "os._exit = lambda code: (print('collections', len(runs)), sys.stdout.flush(), "
+             "real_exit(code))\n"
+             "sys.argv = ['poolwatch', '--version']\n"
+             "from poolwatch.launch import main\n"
+             "main()\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "poolwatch " in run.stdout and "collections 0" in run.stdout, run.stdout

@@ -124,6 +124,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
                                          help="More log output (-v info, -vv debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
@@ -137,6 +138,8 @@ def main_options(
     handler = (RichHandler(console=err, show_path=False, show_time=False) if err.is_terminal
                else _PlainStderr())
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    if ctx.invoked_subcommand not in _GC_AFTER_SETUP:
+        _collect_garbage_again()
 
 
 def _progress(enabled: bool, total_files: int):
@@ -489,6 +492,19 @@ def _freeze_setup() -> None:
 
     load_fingerprints()
     gc.freeze()
+    _collect_garbage_again()
+
+
+# Commands that call _freeze_setup once they are set up: the garbage collector, off while
+# the command loads (launch.py), comes back there; for every other command, at its start.
+_GC_AFTER_SETUP = frozenset({"scan"})
+
+
+def _collect_garbage_again() -> None:
+    """The garbage collector on again after the start-up (:mod:`poolwatch.launch` and
+    :func:`main` turn it off), in the ``poolwatch`` process itself only."""
+    if _OWN_PROCESS:
+        gc.enable()
 
 
 # ------------------------------------------------------------------------------ store
@@ -1150,6 +1166,7 @@ def main() -> None:
     # collecting the young generation every 700 allocations traversed them over and over
     # (0.15 s of a one-core scan of 10 M packets; 0.06 s with these thresholds).
     gc.set_threshold(10_000, 10, 10)
+    gc.disable()  # until the command is set up (launch.py; _collect_garbage_again)
     global _OWN_PROCESS
     _OWN_PROCESS = True
     try:
