@@ -1254,3 +1254,21 @@ def test_variant_markers_found_in_any_of_the_first_500_messages(tracker):
             st.messages = i + 1
             tracker._evidence_line(st, 0, line, i + 1)
         assert {t for t, _ in tracker._markers(st)} == {t for t in texts if any(t in x for x in rand)}
+
+
+def test_logins_and_agents_read_at_sessions_ends_are_remembered_within_bounds():
+    """A farm's miners send the same login and agent on every connection: a tracker reads
+    each once (same answer as split_login / match_agent), and forgets when full."""
+    from poolwatch.detect import stratum
+
+    fp = load_fingerprints()
+    tracker = StratumTracker()
+    wallet = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
+    logins = [f"{wallet}.rig{i}" for i in range(stratum.MEMO_ENTRIES + 10)]
+    for login in logins:
+        assert tracker._split_login(login) == split_login(fp, login)
+        assert tracker._split_login(login)[2] == login.rsplit(".", 1)[1]
+    assert 0 < len(tracker._split_logins) <= stratum.MEMO_ENTRIES
+    assert tracker._agent_match("XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0") == \
+        fp.match_agent("XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0")
+    assert len(tracker._agent_matches) == 1

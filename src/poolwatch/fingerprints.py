@@ -144,21 +144,26 @@ class Signature(_Model):
         return (self.first_bytes or self.first_byte or "").encode()
 
     @functools.cached_property
-    def _needles(self) -> tuple[bytes, tuple[bytes, ...]]:
-        # matches() runs for every dialect at every session's end: encoded once
-        return self.prefix, tuple(c.encode() for c in self.contains)
+    def _test(self) -> tuple[bytes, int | None, bool, tuple[bytes, ...]]:
+        # matches() runs for every signature of every dialect over a session's first lines
+        # at its end (~100 calls a session): the test's parts encoded and gathered once
+        return (self.prefix, self.payload_len, self.whole_frame,
+                tuple(c.encode() for c in self.contains))
 
     def matches(self, payload: bytes) -> bool:
-        prefix, contains = self._needles
+        prefix, payload_len, whole_frame, contains = self._test
         if not payload.startswith(prefix):
             return False
-        if self.payload_len is not None and len(payload) != self.payload_len:
+        if payload_len is not None and len(payload) != payload_len:
             return False
-        if self.whole_frame and not (
+        if whole_frame and not (
             len(payload) >= 6 and 6 + int.from_bytes(payload[3:6], "little") <= len(payload)
         ):
             return False
-        return all(c in payload for c in contains)
+        for needle in contains:
+            if needle not in payload:
+                return False
+        return True
 
     @model_validator(mode="after")
     def _one_prefix(self) -> Signature:

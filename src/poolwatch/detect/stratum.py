@@ -37,7 +37,13 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from poolwatch.fingerprints import EfficiencyRange, Fingerprints, Variant, load_fingerprints
+from poolwatch.fingerprints import (
+    AgentMatch,
+    EfficiencyRange,
+    Fingerprints,
+    Variant,
+    load_fingerprints,
+)
 from poolwatch.jsontext import loads as json_loads
 
 from .hashrate import ShareTally, estimate_hashrate, estimate_power
@@ -64,6 +70,8 @@ _EXCLUDED_ERRORS = (22, 23)  # duplicate, low difficulty: no work behind the sha
 # does not vote.
 _BLOB_VERSION_WEIGHT = 8
 MARKER_SEARCH_BYTES = 32 * 1024  # lines searched for variant markers together (memory per session)
+MEMO_ENTRIES = 4096  # logins and agents remembered by a tracker (see StratumTracker.__init__)
+_MISSING = object()
 
 
 def _is_hex(v: Any, exact64: bool = False) -> bool:
@@ -471,6 +479,10 @@ class StratumTracker:
         # servers that received a client method of some dialect, as they are met (before any
         # session is reported): a sensor's prefilter lets their traffic through in full
         self.servers: dict[str, None] = {}
+        # logins and user agents as read at sessions' ends, remembered (a farm's miners
+        # send the same ones on every connection); cleared when full
+        self._split_logins: dict[str, tuple[str | None, str | None, str | None]] = {}
+        self._agent_matches: dict[str, AgentMatch | None] = {}
         self.max_servers = 4096
         self.stats: dict[str, int] = dict.fromkeys(
             ("conversations", "sessions", "messages", "json_errors", "partial_lines",
@@ -1183,7 +1195,7 @@ class StratumTracker:
             return None
         src, sport, dst, dport = self._endpoints(st.conv, miner)
         login = st.logins[0] if st.logins else (st.workers[0] if st.workers else None)
-        wallet, _account, worker = split_login(self.fp, login) if login else (None, None, None)
+        wallet, _account, worker = self._split_login(login) if login else (None, None, None)
         worker = worker or st.top_worker
         pool_host = st.pool_host or (self.host_of(dst, dport, st.first_ts or None)
                                        if self.host_of else None)
@@ -1227,13 +1239,13 @@ class StratumTracker:
         evidence.update(self._evidence(st, miner, est, rule, eff, dialect))
         workers = []
         for name in st.workers:
-            st.add_name(workers, split_login(self.fp, name)[2] or name)
+            st.add_name(workers, self._split_login(name)[2] or name)
         if len(st.logins) > 1:
             evidence["logins"] = list(st.logins)
         if len(st.worker_shares) > 1:
             shares: dict[str, int] = {}
             for name, n in st.worker_shares.items():
-                key = split_login(self.fp, name)[2] or name
+                key = self._split_login(name)[2] or name
                 shares[key] = shares.get(key, 0) + n
             evidence["worker_shares"] = shares
         self.stats["sessions"] += 1
@@ -1251,6 +1263,24 @@ class StratumTracker:
             diff1_shares_per_s=est.diff1_shares_per_s,
         )
 
+    def _split_login(self, login: str) -> tuple[str | None, str | None, str | None]:
+        """:func:`split_login`, remembered: its wallet formats are tried one by one."""
+        hit = self._split_logins.get(login, _MISSING)
+        if hit is _MISSING:
+            if len(self._split_logins) >= MEMO_ENTRIES:
+                self._split_logins.clear()
+            hit = self._split_logins[login] = split_login(self.fp, login)
+        return hit  # type: ignore[return-value]
+
+    def _agent_match(self, agent: str) -> AgentMatch | None:
+        """``Fingerprints.match_agent``, remembered: every agent pattern is tried in turn."""
+        hit = self._agent_matches.get(agent, _MISSING)
+        if hit is _MISSING:
+            if len(self._agent_matches) >= MEMO_ENTRIES:
+                self._agent_matches.clear()
+            hit = self._agent_matches[agent] = self.fp.match_agent(agent)
+        return hit  # type: ignore[return-value]
+
     def _efficiency(self, st: _State, algorithm: str | None, variant: Variant, est,
                     evidence: dict) -> EfficiencyRange | None:
         """The devices this session's power is estimated over, as narrow as the traffic allows.
@@ -1263,7 +1293,7 @@ class StratumTracker:
         has_rows = any(r.algorithm == algorithm for r in self.fp.efficiency.values())
         name = algorithm if has_rows and algorithm else variant.id
         agent = st.agent or st.http_agent
-        hit = self.fp.match_agent(agent) if agent else None
+        hit = self._agent_match(agent) if agent else None
         hardware = set(hit.agent.hardware) if hit else set()
         classes = (hardware & {"asic", "gpu", "cpu", "fpga"}) or None
         one_machine = "proxy" not in hardware and len(st.workers) <= 1 and len(st.logins) <= 1
