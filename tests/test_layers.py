@@ -50,3 +50,21 @@ def test_library_never_imports_the_api_or_the_sensor():
     assert offenders == []
     sensor = SRC.parent.parent / "capture" / "poolwatch_sensor"
     assert not [p.name for p in sensor.rglob("*.py") if "poolwatch_api" in _imports(p)]
+
+
+def test_a_scan_without_contacts_loads_no_contact_detectors():
+    """``scan --no-contacts`` (and the library's scan_sessions) load neither the behaviour
+    model and its kernels nor the TLS reader (~20 ms of start-up); with contacts both."""
+    probe = ("import sys\n"
+             "from poolwatch.scan import DetectionPipeline\n"
+             "DetectionPipeline(contacts=False)\n"
+             "print(sorted(m for m in ('poolwatch.detect.behaviour', 'poolwatch.detect.tls') "
+             "if m in sys.modules))\n"
+             "DetectionPipeline(contacts=True)\n"
+             "print(sorted(m for m in ('poolwatch.detect.behaviour', 'poolwatch.detect.tls') "
+             "if m in sys.modules))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "[]", "['poolwatch.detect.behaviour', 'poolwatch.detect.tls']"]

@@ -26,9 +26,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
 from .errors import ConfigError, PoolwatchError
@@ -135,8 +133,12 @@ def main_options(
     # Rich's handler wraps messages at 80 columns when stderr is not a terminal, splitting
     # "file at offset N: reason" over lines; logs and scripts get one line per message.
     # force: a second run in the same process (tests, notebooks) sets its own level.
-    handler = (RichHandler(console=err, show_path=False, show_time=False) if err.is_terminal
-               else _PlainStderr())
+    if err.is_terminal:
+        from rich.logging import RichHandler  # here: scripts and services log plain lines
+
+        handler: logging.Handler = RichHandler(console=err, show_path=False, show_time=False)
+    else:
+        handler = _PlainStderr()
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     if ctx.invoked_subcommand not in _GC_AFTER_SETUP:
         _collect_garbage_again()
@@ -146,6 +148,9 @@ def _progress(enabled: bool, total_files: int):
     """A rich progress bar on stderr with files, packets and packet rate."""
     if not enabled:
         return None, None
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("files · {task.fields[packets]:,} packets · {task.fields[rate]:,.0f} pkt/s"),

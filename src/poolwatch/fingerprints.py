@@ -33,7 +33,6 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import pydantic
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -1152,16 +1151,16 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "fingerprints"
 
 
-# libyaml's loader when PyYAML was built with it: ten times faster, same nodes and marks.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _yaml_doc(path: Path) -> tuple[dict, dict[tuple[str, int], int]]:
     """The document and the line of every list item under a top-level key."""
+    import yaml  # here: a run that finds its fingerprints in the cache file reads no YAML
+
+    # libyaml's loader when PyYAML was built with it: ten times faster, same nodes and marks
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=_YAML_LOADER)
-        doc = _YAML_LOADER(text).construct_document(node) if node is not None else None
+        node = yaml.compose(text, Loader=loader)
+        doc = loader(text).construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
@@ -1692,6 +1691,8 @@ def load_fingerprints(
 
 
 def _yaml_dump(path: Path, header: dict, lists: dict[str, Iterable[BaseModel]]) -> None:
+    import yaml
+
     doc = dict(header)
     for key, items in lists.items():
         doc[key] = [m.model_dump(mode="json", by_alias=True, exclude_defaults=True) for m in items]

@@ -30,7 +30,9 @@ from .readers.source import expand_paths
 from .records import PacketBatch, PacketStatus, FileReport, Weirds
 
 if TYPE_CHECKING:
-    from .detect.contacts import ContactSettings
+    from .detect.behaviour import BehaviourScorer
+    from .detect.contacts import ContactJudge, ContactSettings
+    from .detect.tls import TlsObserver
 
 log = logging.getLogger(__name__)
 
@@ -399,13 +401,11 @@ class DetectionPipeline:
         report_every_s: float = 3600.0,
     ) -> None:
         # Imported here: the detectors bring pydantic, YAML and the fingerprints, 0.15 s of
-        # start-up that `poolwatch flows` does not need.
-        from .detect.behaviour import BehaviourScorer
-        from .detect.contacts import ContactJudge
+        # start-up that `poolwatch flows` does not need; those of pool contacts (the
+        # behaviour model and its kernels, TLS: ~20 ms) only when contacts are asked for.
         from .detect.dns import PassiveDns, pool_name_matcher
         from .detect.stratum import StratumTracker
         from .detect.streams import StreamCollector, start_rules
-        from .detect.tls import TlsObserver
 
         self.summary = summary if summary is not None else ScanSummary()
         self.streaming = streaming
@@ -415,14 +415,22 @@ class DetectionPipeline:
         self.fp = tracker.fp
         dns.prefer = pool_name_matcher(self.fp)  # an address shared by several names: the pool's
         self.collector = StreamCollector(rules=start_rules(self.fp))
-        self.judge = (ContactJudge(self.fp, contact_settings, dns=dns, probes=probes)
-                      if contacts else None)
-        self.table = FlowTable(flow_settings) if contacts else None
-        # block_times (coin -> sorted ns): the behaviour model checks pool pushes against them
-        self.behaviour = BehaviourScorer(block_times=block_times) if contacts else None
-        # TLS flows are read only when their SNI names a pool, or when they have none (then
-        # the certificate may): the rest are dropped at their ClientHello
-        self.tls = TlsObserver(want=self.judge.tls_wanted) if self.judge is not None else None
+        self.judge: ContactJudge | None = None
+        self.table: FlowTable | None = None
+        self.behaviour: BehaviourScorer | None = None
+        self.tls: TlsObserver | None = None
+        if contacts:
+            from .detect.behaviour import BehaviourScorer
+            from .detect.contacts import ContactJudge
+            from .detect.tls import TlsObserver
+
+            self.judge = ContactJudge(self.fp, contact_settings, dns=dns, probes=probes)
+            self.table = FlowTable(flow_settings)
+            # block_times (coin -> sorted ns): the behaviour model checks pool pushes with them
+            self.behaviour = BehaviourScorer(block_times=block_times)
+            # TLS flows are read only when their SNI names a pool, or when they have none
+            # (then the certificate may): the rest are dropped at their ClientHello
+            self.tls = TlsObserver(want=self.judge.tls_wanted)
         idle = [self.collector.idle_ns]
         if self.table is not None and self.behaviour is not None:
             idle += [self.table.idle_ns, self.behaviour.idle_ns]
