@@ -490,7 +490,12 @@ def _freeze_setup() -> None:
     records) lives as long as the command: moved out of the garbage collector's sight, so
     that its full collections during the scan do not walk it again (gc.freeze). Only in
     the ``poolwatch`` process itself (:func:`main`), not where the app is called in-process
-    (tests, embedding programs), whose heap is not ours to freeze."""
+    (tests, embedding programs), whose heap is not ours to freeze.
+
+    The collector was off during the set-up (launch.py), so the few cycles it left
+    unreachable (1-5 thousand objects, measured on the bundled samples with and without ISP
+    records) are frozen with the rest and kept until the command exits: a full collection
+    first would cost about 0.1 s, as much as the start-up gains."""
     if not _OWN_PROCESS:
         return
     from .fingerprints import load_fingerprints
