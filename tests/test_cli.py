@@ -506,7 +506,7 @@ main()
 
 def _gc_probe(tmp_path: Path, *args: str | Path) -> dict:
     out = tmp_path / "gc.json"
-    run = subprocess.run([sys.executable, "-c", _GC_PROBE, *map(str, args)],
+    run = subprocess.run([sys.executable, "-c", _GC_PROBE, *map(str, args)], check=False,
                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={**os.environ, "GC_PROBE_OUT": str(out)})
     assert run.returncode == 0, run.stderr
@@ -543,6 +543,6 @@ def test_the_launcher_imports_the_command_without_collecting(tmp_path):
              "from poolwatch.launch import main\n"
              "main()\n")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+                         timeout=120, cwd=tmp_path, check=False)
     assert run.returncode == 0, run.stderr
     assert "poolwatch " in run.stdout and "collections 0" in run.stdout, run.stdout

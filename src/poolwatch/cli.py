@@ -148,8 +148,13 @@ def _progress(enabled: bool, total_files: int):
     """A rich progress bar on stderr with files, packets and packet rate."""
     if not enabled:
         return None, None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
